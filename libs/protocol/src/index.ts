@@ -1,0 +1,4 @@
+export * from './reason-codes.js';
+export * from './errors.js';
+export * from './topic.js';
+export * from './limits.js';

@@ -1,0 +1,25 @@
+import { defineConfig } from 'vitest/config';
+import { fileURLToPath } from 'node:url';
+
+const pkg = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+// Tests run against the TypeScript sources of the workspace packages, so a test
+// never sees a stale build. Multi-process tests spawn the built edge node.
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@fleetmq/protocol': pkg('./libs/protocol/src/index.ts'),
+      '@fleetmq/broker': pkg('./libs/broker/src/index.ts'),
+      '@fleetmq/adapter-memory': pkg('./libs/adapter-memory/src/index.ts'),
+      '@fleetmq/transport': pkg('./libs/transport/src/index.ts'),
+      '@fleetmq/testkit': pkg('./libs/testkit/src/index.ts'),
+      '@fleetmq/edge': pkg('./services/edge/src/index.ts'),
+    },
+  },
+  test: {
+    include: ['libs/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+  },
+});
