@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import { allowAll, type Authenticator } from './auth.js';
+import { Channel, type ChannelContext, type ChannelSink, type ChannelStats, type ConnectionInfo } from './channel.js';
+import { LocalRouter } from './local-router.js';
+import { silentLog, type BrokerLog } from './log.js';
+import { MessageIdFactory, type Message } from './message.js';
+import { defaultBrokerOptions, type BrokerOptions } from './options.js';
+import type { MessageBus } from './ports/message-bus.js';
+import type { OfflineQueue } from './ports/offline-queue.js';
+import type { RetainedStore } from './ports/retained-store.js';
+import type { SessionOwnership } from './ports/session-ownership.js';
+import type { SessionStore } from './ports/session-store.js';
+import { SessionRegistry } from './session-registry.js';
+import type { WillMessage } from './session-snapshot.js';
+
+export interface BrokerPorts {
+  readonly bus: MessageBus;
+  readonly ownership: SessionOwnership;
+  readonly sessions: SessionStore;
+  readonly offlineQueue: OfflineQueue;
+  readonly retained: RetainedStore;
+}
+
+export interface BrokerConfig {
+  readonly nodeId: string;
+  readonly ports: BrokerPorts;
+  readonly options?: Partial<BrokerOptions>;
+  readonly authenticator?: Authenticator;
+  readonly log?: BrokerLog;
+}
+
+/**
+ * One edge node's broker: the ports, the local router, the session registry, and the
+ * factory of channels. It decides nothing about sockets; transports hand it sinks.
+ */
+export class Broker implements ChannelContext {
+  readonly nodeId: string;
+  readonly options: BrokerOptions;
+  readonly router: LocalRouter;
+  readonly registry: SessionRegistry;
+  readonly retained: RetainedStore;
+  readonly authenticator: Authenticator;
+  readonly log: BrokerLog;
+  readonly stats: ChannelStats = {
+    messagesIn: 0,
+    messagesOut: 0,
+    dropped: { queueFull: 0, expired: 0, tooLarge: 0, publishFailed: 0 },
+    protocolErrors: 0,
+  };
+  private readonly ids: MessageIdFactory;
+  private readonly bus: MessageBus;
+  private readonly channels = new Set<Channel>();
+
+  constructor(config: BrokerConfig) {
+    this.nodeId = config.nodeId;
+    this.options = { ...defaultBrokerOptions, ...config.options };
+    this.log = config.log ?? silentLog;
+    this.authenticator = config.authenticator ?? allowAll;
+    this.bus = config.ports.bus;
+    this.retained = config.ports.retained;
+    this.ids = new MessageIdFactory(config.nodeId);
+    this.router = new LocalRouter(this.bus);
+    this.registry = new SessionRegistry({
+      nodeId: config.nodeId,
+      router: this.router,
+      ownership: config.ports.ownership,
+      store: config.ports.sessions,
+      offlineQueue: config.ports.offlineQueue,
+      limits: { maxQueued: this.options.maxQueuedMessages, dropPolicy: this.options.queueDropPolicy },
+      publishWill: (clientId, will) => this.publishWill(clientId, will),
+      log: this.log.child({ component: 'registry' }),
+    });
+  }
+
+  /** A channel for a new connection; the connection feeds it packets and closes. */
+  createChannel(sink: ChannelSink, info: ConnectionInfo): Channel {
+    const channel = new Channel(this, sink, info);
+    this.channels.add(channel);
+    return channel;
+  }
+
+  /** The connection of this channel is gone for good. */
+  releaseChannel(channel: Channel): void {
+    this.channels.delete(channel);
+  }
+
+  get connectionCount(): number {
+    return this.channels.size;
+  }
+
+  /**
+   * Accepts a message: stores it when retained (an empty payload deletes) and hands it to
+   * the bus. Resolves when both are done, which is when a publisher may be acknowledged.
+   */
+  publish(message: Message): Promise<void> {
+    if (!message.retain) return this.bus.publish(message);
+    return Promise.all([this.retained.set(message), this.bus.publish(message)]).then(() => undefined);
+  }
+
+  newMessageId(): string {
+    return this.ids.next();
+  }
+
+  assignClientId(): string {
+    return `fleetmq-${randomBytes(9).toString('base64url')}`;
+  }
+
+  private publishWill(clientId: string, will: WillMessage): Promise<void> {
+    const now = Date.now();
+    return this.publish({
+      id: this.ids.next(),
+      topic: will.topic,
+      payload: will.payload,
+      qos: will.qos,
+      retain: will.retain,
+      properties: will.properties,
+      expiresAt: will.messageExpiryInterval !== undefined ? now + will.messageExpiryInterval * 1000 : undefined,
+      publisherId: clientId,
+      createdAt: now,
+    });
+  }
+
+  /** Disconnects every client (MQTT 5: with the reason code) and stops session timers. */
+  shutdown(reasonCode: number): void {
+    for (const channel of [...this.channels]) channel.disconnect(reasonCode, 'server shutting down');
+    this.registry.shutdown();
+  }
+}

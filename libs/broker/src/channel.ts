@@ -1,0 +1,801 @@
+import {
+  ConnackReturnCode,
+  ProtocolLimits,
+  ReasonCode,
+  hasWildcard,
+  isValidTopicFilter,
+  isValidTopicName,
+  isWellFormedString,
+  parseSharedFilter,
+  reasonName,
+  toV3ConnackCode,
+  type ProtocolVersion,
+  type QoS,
+} from '@fleetmq/protocol';
+import type {
+  IConnectPacket,
+  IDisconnectPacket,
+  IPublishPacket,
+  ISubscribePacket,
+  IUnsubscribePacket,
+  Packet,
+} from 'mqtt-packet';
+import type { Authenticator, ClientInfo } from './auth.js';
+import type { Delivery } from './delivery.js';
+import type { BrokerLog } from './log.js';
+import { isExpired, remainingExpirySeconds, type Message, type MessageProperties } from './message.js';
+import type { BrokerOptions } from './options.js';
+import type { RetainedStore } from './ports/retained-store.js';
+import type { LiveChannel, SessionRegistry } from './session-registry.js';
+import type { LocalRouter } from './local-router.js';
+import type { Session } from './session.js';
+import type { WillMessage } from './session-snapshot.js';
+import type { SubscriptionOptions } from './subscription.js';
+
+/** What a channel asks of its connection. The channel never sees a socket. */
+export interface ChannelSink {
+  /** Encodes and writes a packet; false if it was not sent (larger than the client's maximum). */
+  send(packet: Packet): boolean;
+  /** Closes the transport once what was sent is flushed. */
+  close(reason: string): void;
+  /** Keep alive in seconds (0: none); the connection enforces 1.5 times it. */
+  setKeepAlive(seconds: number): void;
+  /** Protocol version for encoding and parsing, once CONNECT told it. */
+  setProtocolVersion(version: ProtocolVersion): void;
+  /** Largest packet the client accepts (MQTT 5 Maximum Packet Size). */
+  setMaxOutgoingPacketSize(bytes: number): void;
+}
+
+/** The node services a channel uses (the Broker implements it). */
+export interface ChannelContext {
+  readonly options: BrokerOptions;
+  readonly registry: SessionRegistry;
+  readonly router: LocalRouter;
+  readonly retained: RetainedStore;
+  readonly authenticator: Authenticator;
+  readonly log: BrokerLog;
+  readonly stats: ChannelStats;
+  /** Accepts a message into the cluster; resolves when it is durable enough to acknowledge. */
+  publish(message: Message): Promise<void>;
+  newMessageId(): string;
+  /** A client identifier for a client that sent none. */
+  assignClientId(): string;
+}
+
+export interface ChannelStats {
+  messagesIn: number;
+  messagesOut: number;
+  /** Deliveries dropped: queue full, expired, too large for the client, or refused by the bus. */
+  dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number };
+  protocolErrors: number;
+}
+
+export type ChannelState = 'connecting' | 'connected' | 'disconnected';
+
+export interface ConnectionInfo {
+  readonly transport: string;
+  readonly listener: string;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+}
+
+const NEVER = ProtocolLimits.sessionExpiryNever;
+
+/**
+ * The per-connection MQTT state machine (after emqx_channel): it takes packets in,
+ * drives the session, and writes through its sink. Protocol failures close the
+ * connection with a reason code; they never throw.
+ */
+export class Channel implements LiveChannel {
+  state: ChannelState = 'connecting';
+  clientId = '';
+  protocolVersion: ProtocolVersion = 4;
+  session: Session | undefined;
+  readonly online = true;
+
+  private log: BrokerLog;
+  /** Client's Receive Maximum: most outgoing QoS 1/2 messages unacknowledged at once. */
+  private sendQuota = 65535;
+  private clientTopicAliasMax = 0;
+  private aliasesIn: Map<number, string> | undefined;
+  private aliasesOut: Map<string, number> | undefined;
+  private requestProblemInfo = true;
+  /** Cleared by a normal DISCONNECT: the will is not published then. */
+  private publishWillOnClose = true;
+  private takenOver = false;
+  private username: string | undefined;
+
+  constructor(
+    private readonly ctx: ChannelContext,
+    private readonly sink: ChannelSink,
+    readonly info: ConnectionInfo,
+  ) {
+    this.log = ctx.log;
+  }
+
+  // ------------------------------------------------------------------ intake
+
+  /** Handles one packet from the client; a promise means: wait before the next one. */
+  handleIn(packet: Packet): void | Promise<void> {
+    if (this.state === 'disconnected') return;
+    if (this.state === 'connecting') {
+      if (packet.cmd !== 'connect') {
+        // [MQTT-3.1.0-1] the first packet must be CONNECT
+        return this.closeWith(ReasonCode.ProtocolError, `first packet was ${packet.cmd}, not connect`, false);
+      }
+      return this.handleConnect(packet);
+    }
+    switch (packet.cmd) {
+      case 'publish':
+        return this.handlePublish(packet);
+      case 'puback':
+        return this.handlePuback(packet.messageId ?? -1);
+      case 'pubrec':
+        return this.handlePubrec(packet.messageId ?? -1, packet.reasonCode ?? 0);
+      case 'pubrel':
+        return this.handlePubrel(packet.messageId ?? -1);
+      case 'pubcomp':
+        return this.handlePubcomp(packet.messageId ?? -1);
+      case 'subscribe':
+        return this.handleSubscribe(packet);
+      case 'unsubscribe':
+        return this.handleUnsubscribe(packet);
+      case 'pingreq':
+        this.sink.send({ cmd: 'pingresp' });
+        return;
+      case 'disconnect':
+        return this.handleDisconnect(packet);
+      case 'connect':
+        // [MQTT-3.1.0-2] a second CONNECT is a protocol error
+        return this.closeWith(ReasonCode.ProtocolError, 'second connect', true);
+      case 'auth':
+        // enhanced authentication is not offered, so AUTH is never expected [MQTT-4.12.0-1]
+        return this.closeWith(ReasonCode.ProtocolError, 'unexpected auth', true);
+      default:
+        return this.closeWith(ReasonCode.ProtocolError, `unexpected ${packet.cmd} from a client`, true);
+    }
+  }
+
+  /** The transport closed (by the client, an error, keep alive, or us). */
+  handleClosed(reason: string): void {
+    if (this.state === 'disconnected') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'disconnected';
+    if (!wasConnected || this.takenOver || this.session === undefined) return;
+    this.log.debug({ reason }, 'client_disconnected');
+    void this.ctx.registry
+      .close(this, this.session, { publishWill: this.publishWillOnClose })
+      .catch((err: unknown) => this.log.error({ err }, 'session_close_failed'));
+  }
+
+  // ---------------------------------------------------------------- connect
+
+  private async handleConnect(packet: IConnectPacket): Promise<void> {
+    const { options } = this.ctx;
+    const version = (packet.protocolVersion ?? 4) as ProtocolVersion;
+    this.protocolVersion = version;
+    this.sink.setProtocolVersion(version);
+    const v5 = version === 5;
+
+    // [MQTT-3.1.2-1, MQTT-3.1.2-2] protocol name and level go together
+    if ((packet.protocolId === 'MQIsdp') !== (version === 3)) {
+      return this.refuseConnect(ReasonCode.UnsupportedProtocolVersion, 'protocol name does not match level');
+    }
+    const props = packet.properties ?? {};
+    if (props.authenticationMethod !== undefined) {
+      return this.refuseConnect(ReasonCode.BadAuthenticationMethod, 'enhanced authentication is not supported');
+    }
+    if (props.receiveMaximum === 0 || props.maximumPacketSize === 0) {
+      return this.refuseConnect(ReasonCode.ProtocolError, 'receive maximum and maximum packet size must not be 0');
+    }
+
+    let clientId = packet.clientId ?? '';
+    let assigned = false;
+    if (!isWellFormedString(clientId) || Buffer.byteLength(clientId) > options.maxClientIdLength) {
+      return this.refuseConnect(ReasonCode.ClientIdentifierNotValid, 'client identifier not valid');
+    }
+    if (clientId === '') {
+      // [MQTT-3.1.3-7, MQTT-3.1.3-8] v3.1.1 needs clean session for an empty ID; 3.1 needs an ID
+      if (version === 3 || (version === 4 && packet.clean === false)) {
+        return this.refuseConnect(ReasonCode.ClientIdentifierNotValid, 'empty client identifier needs clean session');
+      }
+      clientId = this.ctx.assignClientId();
+      assigned = true;
+    }
+    this.clientId = clientId;
+    this.log = this.ctx.log.child({ clientId });
+
+    let will: WillMessage | undefined;
+    if (packet.will !== undefined) {
+      const w = packet.will;
+      if (!isValidTopicName(w.topic)) return this.refuseConnect(ReasonCode.TopicNameInvalid, 'will topic invalid');
+      const willQos = (w.qos ?? 0) as QoS;
+      if (willQos > options.maximumQoS) return this.refuseConnect(ReasonCode.QoSNotSupported, 'will QoS not supported');
+      if (w.retain === true && !options.retainAvailable) {
+        return this.refuseConnect(ReasonCode.RetainNotSupported, 'retain not supported');
+      }
+      const wp = w.properties ?? {};
+      will = {
+        topic: w.topic,
+        payload: toBuffer(w.payload),
+        qos: willQos,
+        retain: w.retain === true,
+        properties: v5 ? applicationProperties(wp) : undefined,
+        messageExpiryInterval: wp.messageExpiryInterval,
+        delayInterval: wp.willDelayInterval ?? 0,
+      };
+    }
+
+    const auth = await this.ctx.authenticator.authenticate(this.clientInfo(packet));
+    if (this.state !== 'connecting') return; // the transport closed meanwhile
+    if (!auth.ok) {
+      this.ctx.log.info({ clientId, remoteAddress: this.info.remoteAddress }, 'client_auth_failed');
+      return this.refuseConnect(auth.reasonCode ?? ReasonCode.NotAuthorized, 'not authorized');
+    }
+    this.username = packet.username;
+
+    // session expiry: v5 from the property, v3 from clean session [MQTT-3.1.2-4..6]
+    const requestedExpiry = v5 ? (props.sessionExpiryInterval ?? 0) : packet.clean === false ? NEVER : 0;
+    const expiry = Math.min(requestedExpiry, options.maxSessionExpiryInterval);
+    const cleanStart = packet.clean !== false;
+
+    this.sendQuota = props.receiveMaximum ?? 65535;
+    this.clientTopicAliasMax = v5 ? (props.topicAliasMaximum ?? 0) : 0;
+    this.requestProblemInfo = props.requestProblemInformation !== false;
+    if (props.maximumPacketSize !== undefined) this.sink.setMaxOutgoingPacketSize(props.maximumPacketSize);
+
+    let keepAlive = packet.keepalive ?? 0;
+    const serverKeepAlive = keepAlive > options.maxKeepAlive || (keepAlive === 0 && options.maxKeepAlive < 65535);
+    if (serverKeepAlive && v5) keepAlive = options.maxKeepAlive;
+
+    const opened = await this.ctx.registry.open({
+      clientId,
+      cleanStart,
+      protocolVersion: version,
+      expiryInterval: expiry,
+      will,
+      channel: this,
+    });
+    const session = opened.session;
+    this.session = session;
+    if (this.state !== 'connecting') {
+      // the transport closed while the session was opened: hand it straight back
+      this.state = 'connected';
+      this.handleClosed('closed_during_connect');
+      return;
+    }
+
+    const connackProps: NonNullable<Extract<Packet, { cmd: 'connack' }>['properties']> = {};
+    if (v5) {
+      if (expiry !== requestedExpiry) connackProps.sessionExpiryInterval = expiry;
+      if (options.receiveMaximum < 65535) connackProps.receiveMaximum = options.receiveMaximum;
+      if (options.maximumQoS < 2) connackProps.maximumQoS = options.maximumQoS;
+      if (!options.retainAvailable) connackProps.retainAvailable = false;
+      connackProps.maximumPacketSize = options.maxPacketSize;
+      if (assigned) connackProps.assignedClientIdentifier = clientId;
+      if (options.topicAliasMaximum > 0) connackProps.topicAliasMaximum = options.topicAliasMaximum;
+      if (!options.wildcardSubscriptionAvailable) connackProps.wildcardSubscriptionAvailable = false;
+      if (!options.subscriptionIdentifierAvailable) connackProps.subscriptionIdentifiersAvailable = false;
+      if (!options.sharedSubscriptionAvailable) connackProps.sharedSubscriptionAvailable = false;
+      if (serverKeepAlive) connackProps.serverKeepAlive = keepAlive;
+    }
+    this.state = 'connected';
+    this.sink.setKeepAlive(keepAlive);
+    this.sink.send({
+      cmd: 'connack',
+      sessionPresent: opened.present && !cleanStart,
+      ...(v5 ? { reasonCode: ReasonCode.Success, properties: connackProps } : { returnCode: ConnackReturnCode.Accepted }),
+    });
+    this.log.debug({ version, cleanStart, present: opened.present, keepAlive, expiry }, 'client_connected');
+    this.ctx.router.attach(this);
+    this.resendInflight();
+    this.pump();
+  }
+
+  private clientInfo(packet: IConnectPacket): ClientInfo {
+    return {
+      clientId: this.clientId,
+      username: packet.username,
+      password: packet.password,
+      protocolVersion: this.protocolVersion,
+      transport: this.info.transport,
+      listener: this.info.listener,
+      remoteAddress: this.info.remoteAddress,
+    };
+  }
+
+  private refuseConnect(reasonCode: number, reason: string): void {
+    this.ctx.stats.protocolErrors++;
+    this.log.info({ reasonCode, reason, remoteAddress: this.info.remoteAddress }, 'connect_refused');
+    if (this.protocolVersion === 5) {
+      this.sink.send({
+        cmd: 'connack',
+        sessionPresent: false,
+        reasonCode,
+        properties: { reasonString: reason },
+      });
+    } else {
+      this.sink.send({ cmd: 'connack', sessionPresent: false, returnCode: toV3ConnackCode(reasonCode) });
+    }
+    this.state = 'disconnected';
+    this.sink.close(reason);
+  }
+
+  /**
+   * Closes the connection for a protocol violation: MQTT 5 gets a DISCONNECT with the
+   * reason code (only once connected), 3.x a plain close [MQTT-4.8.0-1].
+   */
+  private closeWith(reasonCode: number, reason: string, sendDisconnect: boolean): void {
+    if (this.state === 'disconnected') return;
+    if (reasonCode >= 0x80) this.ctx.stats.protocolErrors++;
+    this.log.info({ reasonCode: reasonName(reasonCode), reason, remoteAddress: this.info.remoteAddress }, 'client_closed');
+    if (sendDisconnect && this.protocolVersion === 5 && this.state === 'connected') {
+      this.sink.send({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason } });
+    }
+    this.sink.close(reason);
+    this.handleClosed(reason);
+  }
+
+  /** Closes the connection from the server side (node shutdown, admin). */
+  disconnect(reasonCode: number, reason: string): void {
+    this.closeWith(reasonCode, reason, true);
+  }
+
+  // ---------------------------------------------------------------- publish in
+
+  private handlePublish(packet: IPublishPacket): void | Promise<void> {
+    const { options } = this.ctx;
+    const session = this.session!;
+    const v5 = this.protocolVersion === 5;
+    let topic = packet.topic;
+    const props = packet.properties;
+
+    if (v5 && props?.topicAlias !== undefined) {
+      const alias = props.topicAlias;
+      if (alias === 0 || alias > options.topicAliasMaximum) {
+        return this.closeWith(ReasonCode.TopicAliasInvalid, 'topic alias out of range', true);
+      }
+      this.aliasesIn ??= new Map();
+      if (topic === '') {
+        const known = this.aliasesIn.get(alias);
+        if (known === undefined) return this.closeWith(ReasonCode.ProtocolError, 'unknown topic alias', true);
+        topic = known;
+      } else if (isValidTopicName(topic)) {
+        this.aliasesIn.set(alias, topic);
+      }
+    }
+    if (!isValidTopicName(topic)) {
+      // [MQTT-3.3.2-2] no wildcards in a topic name; an invalid name is malformed
+      return this.closeWith(ReasonCode.TopicNameInvalid, 'topic name invalid', true);
+    }
+    const qos = packet.qos;
+    if (qos > options.maximumQoS) {
+      return this.closeWith(ReasonCode.QoSNotSupported, 'QoS not supported', true);
+    }
+    if (packet.retain && !options.retainAvailable) {
+      return this.closeWith(ReasonCode.RetainNotSupported, 'retain not supported', true);
+    }
+    if (props?.subscriptionIdentifier !== undefined) {
+      // [MQTT-3.3.4-6] a client must not send a subscription identifier
+      return this.closeWith(ReasonCode.ProtocolError, 'subscription identifier from a client', true);
+    }
+    const packetId = packet.messageId ?? 0;
+    if (qos === 2) {
+      if (session.awaitingRel.has(packetId)) {
+        // a resend of a QoS 2 message already accepted: acknowledge, do not publish twice [MQTT-4.3.3-10]
+        this.sink.send({ cmd: 'pubrec', messageId: packetId });
+        return;
+      }
+      if (session.awaitingRel.size >= options.receiveMaximum) {
+        // [MQTT-3.3.4-9] more unacknowledged QoS 2 publishes than our Receive Maximum
+        return this.closeWith(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded', true);
+      }
+    }
+
+    const now = Date.now();
+    const expiry = v5 ? props?.messageExpiryInterval : undefined;
+    const message: Message = {
+      id: this.ctx.newMessageId(),
+      topic,
+      payload: toBuffer(packet.payload),
+      qos,
+      retain: packet.retain,
+      properties: v5 && props !== undefined ? applicationProperties(props) : undefined,
+      expiresAt: expiry !== undefined ? now + expiry * 1000 : undefined,
+      publisherId: this.clientId,
+      createdAt: now,
+    };
+    this.ctx.stats.messagesIn++;
+
+    if (qos === 0) {
+      this.ctx.publish(message).catch(() => {
+        this.ctx.stats.dropped.publishFailed++;
+      });
+      return;
+    }
+    return this.ctx.publish(message).then(
+      () => {
+        if (qos === 1) {
+          this.sink.send({ cmd: 'puback', messageId: packetId });
+        } else {
+          session.awaitingRel.add(packetId);
+          this.sink.send({ cmd: 'pubrec', messageId: packetId });
+        }
+      },
+      (err: unknown) => {
+        this.ctx.stats.dropped.publishFailed++;
+        this.log.warn({ err, topic }, 'publish_refused');
+        if (v5) {
+          // refused, never acknowledged: the client keeps it and may retry (DESIGN invariant 8)
+          const reasonCode = ReasonCode.ImplementationSpecificError;
+          // reason strings only when the client asked for problem information [MQTT-3.1.2-29]
+          const properties = this.requestProblemInfo ? { reasonString: 'message could not be accepted' } : undefined;
+          this.sink.send({
+            cmd: qos === 1 ? 'puback' : 'pubrec',
+            messageId: packetId,
+            reasonCode,
+            ...(properties !== undefined ? { properties } : {}),
+          });
+        } else {
+          this.closeWith(ReasonCode.ServerUnavailable, 'publish could not be accepted', false);
+        }
+      },
+    );
+  }
+
+  private handlePubrel(packetId: number): void {
+    const session = this.session!;
+    const known = session.awaitingRel.delete(packetId);
+    if (!known && this.protocolVersion === 5) {
+      this.sink.send({ cmd: 'pubcomp', messageId: packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
+      return;
+    }
+    this.sink.send({ cmd: 'pubcomp', messageId: packetId });
+  }
+
+  // -------------------------------------------------------------- publish out
+
+  /** A message for this client from the router (or a buffer replay). */
+  deliver(message: Message, delivery: Delivery): void {
+    const session = this.session;
+    if (session === undefined) return;
+    if (delivery.qos > 0 && !session.markSeen(message.id)) return;
+    if (this.state !== 'connected') {
+      session.queue.push({ message, ...delivery });
+      return;
+    }
+    if (isExpired(message, Date.now())) {
+      this.ctx.stats.dropped.expired++;
+      return;
+    }
+    if (delivery.qos === 0) {
+      this.sendPublish(message, 0, delivery.retain, delivery.subscriptionIds, undefined, false);
+      return;
+    }
+    if (session.queue.length > 0 || session.inflight.size >= this.sendQuota) {
+      if (session.queue.push({ message, ...delivery }) !== undefined) this.ctx.stats.dropped.queueFull++;
+      return;
+    }
+    this.sendInflight(message, delivery.qos, delivery.retain, delivery.subscriptionIds);
+  }
+
+  private sendInflight(message: Message, qos: 1 | 2, retain: boolean, subscriptionIds: readonly number[] | undefined): void {
+    const session = this.session!;
+    const packetId = session.allocatePacketId();
+    if (packetId === undefined) {
+      session.queue.push({ message, qos, retain, subscriptionIds });
+      return;
+    }
+    session.inflight.set(packetId, { packetId, message, qos, state: 'publish', retain, subscriptionIds });
+    if (!this.sendPublish(message, qos, retain, subscriptionIds, packetId, false)) {
+      session.inflight.delete(packetId);
+    }
+  }
+
+  private sendPublish(
+    message: Message,
+    qos: QoS,
+    retain: boolean,
+    subscriptionIds: readonly number[] | undefined,
+    packetId: number | undefined,
+    dup: boolean,
+  ): boolean {
+    let topic = message.topic;
+    let properties: IPublishPacket['properties'];
+    if (this.protocolVersion === 5) {
+      properties = { ...message.properties };
+      const remaining = remainingExpirySeconds(message, Date.now());
+      if (remaining !== undefined) properties.messageExpiryInterval = remaining; // [MQTT-3.3.2-6]
+      if (subscriptionIds !== undefined) {
+        properties.subscriptionIdentifier = subscriptionIds.length === 1 ? subscriptionIds[0]! : [...subscriptionIds];
+      }
+      if (this.clientTopicAliasMax > 0) {
+        this.aliasesOut ??= new Map();
+        const alias = this.aliasesOut.get(topic);
+        if (alias !== undefined) {
+          properties.topicAlias = alias;
+          topic = '';
+        } else if (this.aliasesOut.size < this.clientTopicAliasMax) {
+          const next = this.aliasesOut.size + 1;
+          this.aliasesOut.set(topic, next);
+          properties.topicAlias = next;
+        }
+      }
+    }
+    const packet: IPublishPacket = { cmd: 'publish', topic, payload: message.payload, qos, retain, dup };
+    if (packetId !== undefined) packet.messageId = packetId;
+    if (properties !== undefined) packet.properties = properties;
+    if (!this.sink.send(packet)) {
+      // [MQTT-3.1.2-25] larger than the client's Maximum Packet Size: discarded as if sent
+      this.ctx.stats.dropped.tooLarge++;
+      if (topic === '' || properties?.topicAlias === undefined) return false;
+      this.aliasesOut?.delete(message.topic);
+      return false;
+    }
+    this.ctx.stats.messagesOut++;
+    return true;
+  }
+
+  private handlePuback(packetId: number): void {
+    const session = this.session!;
+    const entry = session.inflight.get(packetId);
+    if (entry === undefined || entry.qos !== 1) return;
+    session.inflight.delete(packetId);
+    this.pump();
+  }
+
+  private handlePubrec(packetId: number, reasonCode: number): void {
+    const session = this.session!;
+    const entry = session.inflight.get(packetId);
+    if (entry === undefined || entry.qos !== 2) {
+      this.sink.send(
+        this.protocolVersion === 5
+          ? { cmd: 'pubrel', messageId: packetId, reasonCode: ReasonCode.PacketIdentifierNotFound }
+          : { cmd: 'pubrel', messageId: packetId },
+      );
+      return;
+    }
+    if (reasonCode >= 0x80) {
+      // [MQTT-4.3.3] the receiver refused it: the exchange ends here
+      session.inflight.delete(packetId);
+      this.pump();
+      return;
+    }
+    entry.state = 'pubrel';
+    this.sink.send({ cmd: 'pubrel', messageId: packetId });
+  }
+
+  private handlePubcomp(packetId: number): void {
+    const session = this.session!;
+    const entry = session.inflight.get(packetId);
+    if (entry === undefined || entry.state !== 'pubrel') return;
+    session.inflight.delete(packetId);
+    this.pump();
+  }
+
+  /** On session resume: resend unacknowledged PUBLISH with DUP, and PUBREL [MQTT-4.4.0-1]. */
+  private resendInflight(): void {
+    const session = this.session!;
+    for (const entry of session.inflight.values()) {
+      if (entry.state === 'pubrel') {
+        this.sink.send({ cmd: 'pubrel', messageId: entry.packetId });
+      } else if (isExpired(entry.message, Date.now())) {
+        session.inflight.delete(entry.packetId);
+        this.ctx.stats.dropped.expired++;
+      } else if (!this.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, entry.packetId, true)) {
+        session.inflight.delete(entry.packetId);
+      }
+    }
+  }
+
+  /** Moves queued messages into free inflight slots. */
+  private pump(): void {
+    const session = this.session!;
+    const now = Date.now();
+    while (session.queue.length > 0 && session.inflight.size < this.sendQuota && this.state === 'connected') {
+      const d = session.queue.shift()!;
+      if (isExpired(d.message, now)) {
+        this.ctx.stats.dropped.expired++;
+        continue;
+      }
+      if (d.qos === 0) this.sendPublish(d.message, 0, d.retain, d.subscriptionIds, undefined, false);
+      else this.sendInflight(d.message, d.qos, d.retain, d.subscriptionIds);
+    }
+  }
+
+  // -------------------------------------------------------------- subscribe
+
+  private async handleSubscribe(packet: ISubscribePacket): Promise<void> {
+    const { options } = this.ctx;
+    const session = this.session!;
+    const v5 = this.protocolVersion === 5;
+    const subscriptionId = v5 ? packet.properties?.subscriptionIdentifier : undefined;
+    if (subscriptionId !== undefined && !options.subscriptionIdentifierAvailable) {
+      return this.closeWith(ReasonCode.SubscriptionIdentifiersNotSupported, 'subscription identifiers not supported', true);
+    }
+    if (packet.subscriptions.length === 0) {
+      // [MQTT-3.8.3-3] at least one topic filter
+      return this.closeWith(ReasonCode.ProtocolError, 'subscribe without topic filters', true);
+    }
+    const granted: number[] = [];
+    const retainedFor: [filter: string, options: SubscriptionOptions][] = [];
+    for (const sub of packet.subscriptions) {
+      const filter = sub.topic;
+      const shared = parseSharedFilter(filter);
+      const inner = shared === null ? filter : shared === 'invalid' ? undefined : shared.filter;
+      if (inner === undefined || !isValidTopicFilter(inner)) {
+        granted.push(v5 ? ReasonCode.TopicFilterInvalid : 0x80);
+        continue;
+      }
+      if (shared !== null && !options.sharedSubscriptionAvailable) {
+        granted.push(v5 ? ReasonCode.SharedSubscriptionsNotSupported : 0x80);
+        continue;
+      }
+      if (shared !== null && sub.nl === true) {
+        // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error
+        return this.closeWith(ReasonCode.ProtocolError, 'no local on a shared subscription', true);
+      }
+      if (!options.wildcardSubscriptionAvailable && hasWildcard(inner)) {
+        granted.push(v5 ? ReasonCode.WildcardSubscriptionsNotSupported : 0x80);
+        continue;
+      }
+      const qos = Math.min(sub.qos, options.maximumQoS) as QoS;
+      const subOptions: SubscriptionOptions = {
+        qos,
+        noLocal: v5 && sub.nl === true,
+        retainAsPublished: v5 && sub.rap === true,
+        retainHandling: v5 ? ((sub.rh ?? 0) as 0 | 1 | 2) : 0,
+        subscriptionId,
+      };
+      const existed = session.subscriptions.has(filter);
+      session.subscriptions.set(filter, subOptions);
+      try {
+        await this.ctx.router.subscribe(this.clientId, filter, subOptions);
+      } catch (err) {
+        session.subscriptions.delete(filter);
+        this.log.warn({ err, filter }, 'subscribe_failed');
+        granted.push(v5 ? ReasonCode.UnspecifiedError : 0x80);
+        continue;
+      }
+      granted.push(qos);
+      // [MQTT-3.3.1-9..11] retained messages by Retain Handling; never for shared subscriptions
+      if (shared === null && (subOptions.retainHandling === 0 || (subOptions.retainHandling === 1 && !existed))) {
+        retainedFor.push([filter, subOptions]);
+      }
+    }
+    if (this.state !== 'connected') return;
+    this.sink.send({ cmd: 'suback', messageId: packet.messageId ?? 0, granted });
+    for (const [filter, subOptions] of retainedFor) await this.sendRetained(filter, subOptions);
+  }
+
+  private async sendRetained(filter: string, options: SubscriptionOptions): Promise<void> {
+    try {
+      for await (const message of this.ctx.retained.match([filter])) {
+        if (this.state !== 'connected') return;
+        const qos = (message.qos < options.qos ? message.qos : options.qos) as QoS;
+        const subscriptionIds = options.subscriptionId !== undefined ? [options.subscriptionId] : undefined;
+        // retained messages sent for a new subscription keep the retain flag [MQTT-3.3.1-8]
+        this.deliverRetained(message, qos, subscriptionIds);
+      }
+    } catch (err) {
+      this.log.warn({ err, filter }, 'retained_fetch_failed');
+    }
+  }
+
+  private deliverRetained(message: Message, qos: QoS, subscriptionIds: number[] | undefined): void {
+    const session = this.session!;
+    if (qos === 0) {
+      this.sendPublish(message, 0, true, subscriptionIds, undefined, false);
+    } else if (session.queue.length > 0 || session.inflight.size >= this.sendQuota) {
+      if (session.queue.push({ message, qos, retain: true, subscriptionIds }) !== undefined) {
+        this.ctx.stats.dropped.queueFull++;
+      }
+    } else {
+      this.sendInflight(message, qos, true, subscriptionIds);
+    }
+  }
+
+  private async handleUnsubscribe(packet: IUnsubscribePacket): Promise<void> {
+    const session = this.session!;
+    const codes: number[] = [];
+    for (const filter of packet.unsubscriptions) {
+      const shared = parseSharedFilter(filter);
+      const inner = shared === null ? filter : shared === 'invalid' ? undefined : shared.filter;
+      if (inner === undefined || !isValidTopicFilter(inner)) {
+        codes.push(ReasonCode.TopicFilterInvalid);
+        continue;
+      }
+      if (!session.subscriptions.delete(filter)) {
+        codes.push(ReasonCode.NoSubscriptionExisted);
+        continue;
+      }
+      await this.ctx.router.unsubscribe(this.clientId, filter);
+      codes.push(ReasonCode.Success);
+    }
+    if (this.state !== 'connected') return;
+    if (this.protocolVersion === 5) {
+      this.sink.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: codes });
+    } else {
+      this.sink.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: [] });
+    }
+  }
+
+  // ------------------------------------------------------------- disconnect
+
+  private handleDisconnect(packet: IDisconnectPacket): void {
+    const session = this.session!;
+    const reasonCode = packet.reasonCode ?? 0;
+    const expiry = packet.properties?.sessionExpiryInterval;
+    if (this.protocolVersion === 5 && expiry !== undefined) {
+      if (session.expiryInterval === 0 && expiry !== 0) {
+        // [MQTT-3.14.2-2] a session that was to end with its connection cannot be extended
+        return this.closeWith(ReasonCode.ProtocolError, 'session expiry set on disconnect', true);
+      }
+      session.expiryInterval = Math.min(expiry, this.ctx.options.maxSessionExpiryInterval);
+    }
+    // [MQTT-3.14.4-3] a normal DISCONNECT deletes the will; 0x04 asks for it
+    this.publishWillOnClose = reasonCode === ReasonCode.DisconnectWithWill;
+    this.sink.close('client_disconnect');
+    this.handleClosed('client_disconnect');
+  }
+
+  // ---------------------------------------------------------------- takeover
+
+  takeover(): { session: Session; will: WillMessage | undefined } {
+    const session = this.session!;
+    this.takenOver = true;
+    const will = session.will;
+    session.will = undefined;
+    if (this.protocolVersion === 5 && this.state === 'connected') {
+      this.sink.send({ cmd: 'disconnect', reasonCode: ReasonCode.SessionTakenOver });
+    }
+    this.ctx.router.detach(this);
+    this.state = 'disconnected';
+    this.sink.close('session_taken_over');
+    // the aliases of this connection die with it; a new channel starts afresh
+    this.aliasesOut = undefined;
+    return { session, will };
+  }
+
+  get user(): string | undefined {
+    return this.username;
+  }
+}
+
+function toBuffer(payload: string | Buffer | undefined): Buffer {
+  if (payload === undefined) return Buffer.alloc(0);
+  return typeof payload === 'string' ? Buffer.from(payload) : payload;
+}
+
+/** The MQTT 5 properties that travel with a message unchanged [MQTT-3.3.2-4 and following]. */
+function applicationProperties(p: {
+  payloadFormatIndicator?: boolean;
+  contentType?: string;
+  responseTopic?: string;
+  correlationData?: Buffer;
+  userProperties?: Record<string, string | string[]>;
+}): MessageProperties | undefined {
+  const out: MessageProperties = {};
+  let any = false;
+  if (p.payloadFormatIndicator !== undefined) {
+    out.payloadFormatIndicator = p.payloadFormatIndicator;
+    any = true;
+  }
+  if (p.contentType !== undefined) {
+    out.contentType = p.contentType;
+    any = true;
+  }
+  if (p.responseTopic !== undefined) {
+    out.responseTopic = p.responseTopic;
+    any = true;
+  }
+  if (p.correlationData !== undefined) {
+    out.correlationData = p.correlationData;
+    any = true;
+  }
+  if (p.userProperties !== undefined) {
+    out.userProperties = p.userProperties;
+    any = true;
+  }
+  return any ? out : undefined;
+}

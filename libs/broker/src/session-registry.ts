@@ -1,0 +1,370 @@
+import type { ProtocolVersion } from '@fleetmq/protocol';
+import type { Delivery } from './delivery.js';
+import type { LocalRouter, Subscriber } from './local-router.js';
+import type { Message } from './message.js';
+import type { OfflineQueue } from './ports/offline-queue.js';
+import type { SessionOwnership } from './ports/session-ownership.js';
+import type { SessionStore } from './ports/session-store.js';
+import { Session, type SessionLimits } from './session.js';
+import type { WillMessage } from './session-snapshot.js';
+import type { BrokerLog } from './log.js';
+
+/** The registry's view of a connected channel. */
+export interface LiveChannel extends Subscriber {
+  /**
+   * Stops intake, closes the client (MQTT 5: DISCONNECT 0x8E) and hands its session over.
+   * Synchronous: nothing can arrive between the hand-over and the new owner attaching.
+   */
+  takeover(): { session: Session; will: WillMessage | undefined };
+}
+
+export interface OpenRequest {
+  readonly clientId: string;
+  readonly cleanStart: boolean;
+  readonly protocolVersion: ProtocolVersion;
+  readonly expiryInterval: number;
+  readonly will: WillMessage | undefined;
+  readonly channel: LiveChannel;
+}
+
+export interface OpenResult {
+  readonly session: Session;
+  readonly present: boolean;
+  readonly epoch: number;
+}
+
+export interface CloseRequest {
+  /** Publish the will (the connection ended without a normal DISCONNECT, or with 0x04). */
+  readonly publishWill: boolean;
+}
+
+export interface RegistryStats {
+  takeovers: number;
+  sessionsExpired: number;
+  offlineDropped: number;
+  offlineQueued: number;
+  willsPublished: number;
+}
+
+/** Longest timer Node.js accepts; longer expiries re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const NEVER = 0xffffffff;
+
+/**
+ * A persistent session whose client is offline: it keeps the subscriptions on this node
+ * and appends what they match (QoS 1/2) to the offline queue.
+ */
+class DetachedSession implements Subscriber {
+  readonly online = false;
+  private pending: Promise<unknown> = Promise.resolve();
+  expiryTimer: NodeJS.Timeout | undefined;
+  willTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly session: Session,
+    private readonly queue: OfflineQueue,
+    private readonly stats: RegistryStats,
+    private readonly log: BrokerLog,
+  ) {}
+
+  get clientId(): string {
+    return this.session.clientId;
+  }
+
+  deliver(message: Message, delivery: Delivery): void {
+    if (delivery.qos === 0) {
+      this.stats.offlineDropped++;
+      return;
+    }
+    this.append([message]);
+  }
+
+  append(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    this.stats.offlineQueued += messages.length;
+    this.pending = this.pending.then(
+      () =>
+        this.queue.append(this.clientId, messages).then((r) => {
+          this.stats.offlineDropped += r.dropped;
+        }),
+      () => undefined,
+    );
+    this.pending.catch((err: unknown) => this.log.error({ clientId: this.clientId, err }, 'offline_append_failed'));
+  }
+
+  /** Resolves once every append started so far has finished. */
+  flush(): Promise<void> {
+    return this.pending.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  clearTimers(): void {
+    if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer);
+    if (this.willTimer !== undefined) clearTimeout(this.willTimer);
+    this.expiryTimer = undefined;
+    this.willTimer = undefined;
+  }
+}
+
+/** Buffers deliveries into a session while its new channel is being opened. */
+class OpeningSubscriber implements Subscriber {
+  readonly online = true;
+  constructor(readonly session: Session) {}
+  get clientId(): string {
+    return this.session.clientId;
+  }
+  deliver(message: Message, delivery: Delivery): void {
+    if (delivery.qos > 0 && !this.session.markSeen(message.id)) return;
+    this.session.queue.push({ message, ...delivery });
+  }
+}
+
+export interface SessionRegistryDeps {
+  readonly nodeId: string;
+  readonly router: LocalRouter;
+  readonly ownership: SessionOwnership;
+  readonly store: SessionStore;
+  readonly offlineQueue: OfflineQueue;
+  readonly limits: SessionLimits;
+  readonly publishWill: (clientId: string, will: WillMessage) => Promise<void>;
+  readonly log: BrokerLog;
+}
+
+/**
+ * Opens, takes over, detaches, expires and discards sessions (after emqx_cm). The only
+ * component that decides who owns a session; channels ask it and follow.
+ */
+export class SessionRegistry {
+  private readonly live = new Map<string, { channel: LiveChannel; epoch: number }>();
+  private readonly detached = new Map<string, DetachedSession>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  readonly stats: RegistryStats = {
+    takeovers: 0,
+    sessionsExpired: 0,
+    offlineDropped: 0,
+    offlineQueued: 0,
+    willsPublished: 0,
+  };
+
+  constructor(private readonly deps: SessionRegistryDeps) {}
+
+  get connectedCount(): number {
+    return this.live.size;
+  }
+
+  get detachedCount(): number {
+    return this.detached.size;
+  }
+
+  isConnected(clientId: string): boolean {
+    return this.live.has(clientId);
+  }
+
+  /** Opens the session of a connecting client (CONNECT), taking it over or discarding it as asked. */
+  open(req: OpenRequest): Promise<OpenResult> {
+    return this.withLock(req.clientId, () => this.doOpen(req));
+  }
+
+  private async doOpen(req: OpenRequest): Promise<OpenResult> {
+    const { clientId, cleanStart } = req;
+    const { router, ownership, store, offlineQueue, limits, nodeId, log } = this.deps;
+    const claim = await ownership.claim(clientId, nodeId);
+    let session: Session | undefined;
+    let present = false;
+
+    const current = this.live.get(clientId);
+    const detached = this.detached.get(clientId);
+    if (current !== undefined) {
+      // [MQTT-3.1.4-3] a second connection with the same client ID takes the session over
+      const taken = current.channel.takeover();
+      this.live.delete(clientId);
+      this.stats.takeovers++;
+      log.info({ clientId, cleanStart }, 'session_taken_over');
+      if (cleanStart) {
+        // the old session ends: its will is due now [MQTT-3.1.2-8, will delay ends with the session]
+        if (taken.will !== undefined) this.fireWill(clientId, taken.will);
+        await this.discardState(taken.session, claim.epoch);
+      } else {
+        session = taken.session;
+        present = true;
+        router.attach(new OpeningSubscriber(session));
+      }
+    } else if (detached !== undefined) {
+      this.detached.delete(clientId);
+      detached.clearTimers(); // a new connection cancels a delayed will [MQTT-3.1.3-9]
+      if (cleanStart) {
+        router.detach(detached);
+        await detached.flush();
+        await this.discardState(detached.session, claim.epoch);
+      } else {
+        session = detached.session;
+        present = true;
+        router.attach(new OpeningSubscriber(session));
+        await detached.flush();
+        await this.restoreQueued(session);
+      }
+    } else if (!cleanStart) {
+      const stored = await store.load(clientId);
+      if (stored !== null) {
+        session = Session.fromSnapshot(stored.snapshot, limits);
+        present = true;
+        router.attach(new OpeningSubscriber(session));
+        for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
+        await this.restoreQueued(session);
+      }
+    } else {
+      // a session another node left in the store ends here
+      await store.delete(clientId, claim.epoch);
+      await offlineQueue.clear(clientId);
+    }
+
+    session ??= new Session(clientId, req.protocolVersion, req.expiryInterval, limits);
+    session.protocolVersion = req.protocolVersion;
+    session.expiryInterval = req.expiryInterval;
+    session.will = req.will;
+    this.live.set(clientId, { channel: req.channel, epoch: claim.epoch });
+    return { session, present, epoch: claim.epoch };
+  }
+
+  /**
+   * The channel's connection ended (not by takeover). A session with expiry 0 ends now;
+   * a persistent one is detached and kept until it expires.
+   */
+  close(channel: LiveChannel, session: Session, req: CloseRequest): Promise<void> {
+    return this.withLock(session.clientId, () => this.doClose(channel, session, req));
+  }
+
+  private async doClose(channel: LiveChannel, session: Session, req: CloseRequest): Promise<void> {
+    const { clientId } = session;
+    const entry = this.live.get(clientId);
+    if (entry === undefined || entry.channel !== channel) return; // taken over meanwhile
+    this.live.delete(clientId);
+    const { router, store, log } = this.deps;
+    const will = req.publishWill ? session.will : undefined;
+    session.will = will;
+
+    if (session.expiryInterval === 0) {
+      router.detach(channel);
+      if (will !== undefined) this.fireWill(clientId, will);
+      await this.discardState(session, entry.epoch);
+      return;
+    }
+
+    const detached = new DetachedSession(session, this.deps.offlineQueue, this.stats, log);
+    router.attach(detached);
+    // what was queued for the client and not sent moves to the offline queue; QoS 0 is dropped
+    const pending = session.queue.toArray();
+    session.queue.clear();
+    detached.append(pending.filter((d) => d.qos > 0).map((d) => d.message));
+    this.stats.offlineDropped += pending.filter((d) => d.qos === 0).length;
+    this.detached.set(clientId, detached);
+
+    if (will !== undefined) {
+      const delay = Math.min(will.delayInterval, session.expiryInterval);
+      if (delay === 0) {
+        session.will = undefined;
+        this.fireWill(clientId, will);
+      } else {
+        detached.willTimer = setTimeout(() => {
+          detached.willTimer = undefined;
+          session.will = undefined;
+          this.fireWill(clientId, will);
+        }, delay * 1000);
+        detached.willTimer.unref();
+      }
+    }
+    if (session.expiryInterval !== NEVER) this.armExpiry(detached, session.expiryInterval * 1000);
+    try {
+      await store.save(session.toSnapshot(Date.now()), entry.epoch);
+    } catch (err) {
+      log.error({ clientId, err }, 'session_save_failed');
+    }
+  }
+
+  private armExpiry(detached: DetachedSession, ms: number): void {
+    const step = Math.min(ms, MAX_TIMER_MS);
+    detached.expiryTimer = setTimeout(() => {
+      if (ms > step) return this.armExpiry(detached, ms - step);
+      detached.expiryTimer = undefined;
+      void this.withLock(detached.clientId, () => this.expire(detached));
+    }, step);
+    detached.expiryTimer.unref();
+  }
+
+  private async expire(detached: DetachedSession): Promise<void> {
+    if (this.detached.get(detached.clientId) !== detached) return;
+    this.detached.delete(detached.clientId);
+    detached.clearTimers();
+    this.stats.sessionsExpired++;
+    this.deps.router.detach(detached);
+    const will = detached.session.will;
+    if (will !== undefined) this.fireWill(detached.clientId, will); // the session ends: will is due
+    await detached.flush();
+    const owner = await this.deps.ownership.owner(detached.clientId);
+    await this.discardState(detached.session, owner?.epoch ?? 0);
+    this.deps.log.info({ clientId: detached.clientId }, 'session_expired');
+  }
+
+  /** Removes a session's subscriptions and stored state. */
+  private async discardState(session: Session, epoch: number): Promise<void> {
+    const { router, store, offlineQueue, log } = this.deps;
+    for (const filter of session.subscriptions.keys()) await router.unsubscribe(session.clientId, filter);
+    session.subscriptions.clear();
+    try {
+      await store.delete(session.clientId, epoch);
+      await offlineQueue.clear(session.clientId);
+    } catch (err) {
+      log.error({ clientId: session.clientId, err }, 'session_discard_failed');
+    }
+  }
+
+  /** Moves what the offline queue holds for the session in front of what arrived since. */
+  private async restoreQueued(session: Session): Promise<void> {
+    const { offlineQueue } = this.deps;
+    const restored = new Session(session.clientId, session.protocolVersion, session.expiryInterval, {
+      maxQueued: session.queue.limit,
+      dropPolicy: session.queue.policy,
+    });
+    for (const [f, o] of session.subscriptions) restored.subscriptions.set(f, o);
+    for (const e of session.inflight.values()) restored.markSeen(e.message.id);
+    let after: number | undefined;
+    for (;;) {
+      const batch = await offlineQueue.read(session.clientId, 1000, after);
+      if (batch.length === 0) break;
+      for (const { message } of batch) restored.enqueueStored(message);
+      after = batch[batch.length - 1]!.seq;
+    }
+    await offlineQueue.clear(session.clientId);
+    const stored = restored.queue.toArray().filter((d) => d.qos === 0 || session.markSeen(d.message.id));
+    session.queue.unshiftAll(stored);
+  }
+
+  private fireWill(clientId: string, will: WillMessage): void {
+    this.stats.willsPublished++;
+    this.deps.publishWill(clientId, will).catch((err: unknown) => {
+      this.deps.log.error({ clientId, err }, 'will_publish_failed');
+    });
+  }
+
+  /** Runs fn after every earlier operation on the same client ID has finished. */
+  private withLock<T>(clientId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(clientId) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.locks.set(clientId, tail);
+    void tail.then(() => {
+      if (this.locks.get(clientId) === tail) this.locks.delete(clientId);
+    });
+    return run;
+  }
+
+  /** Ends every detached session timer (node shutdown). */
+  shutdown(): void {
+    for (const d of this.detached.values()) d.clearTimers();
+  }
+}

@@ -1,0 +1,126 @@
+import type { ProtocolVersion } from '@fleetmq/protocol';
+import { deliveryFor } from './delivery.js';
+import type { Message } from './message.js';
+import { MessageQueue } from './message-queue.js';
+import type { DropPolicy } from './ports/offline-queue.js';
+import {
+  SNAPSHOT_VERSION,
+  type InflightEntry,
+  type SessionSnapshot,
+  type WillMessage,
+} from './session-snapshot.js';
+import type { SubscriptionOptions } from './subscription.js';
+
+/** A message waiting in a session's queue with what its subscription granted. */
+export interface QueuedDelivery {
+  readonly message: Message;
+  readonly qos: 0 | 1 | 2;
+  readonly retain: boolean;
+  readonly subscriptionIds?: readonly number[] | undefined;
+}
+
+export interface SessionLimits {
+  readonly maxQueued: number;
+  readonly dropPolicy: DropPolicy;
+}
+
+const RECENT_IDS = 512;
+
+/**
+ * MQTT session state as plain data (after emqx_session_mem): subscriptions, outgoing
+ * inflight, the bounded queue, incoming QoS 2 awaiting PUBREL and the packet ID counter.
+ * No I/O: the channel drives it; snapshots move it between nodes and into stores.
+ */
+export class Session {
+  readonly subscriptions = new Map<string, SubscriptionOptions>();
+  readonly inflight = new Map<number, InflightEntry>();
+  readonly queue: MessageQueue<QueuedDelivery>;
+  readonly awaitingRel = new Set<number>();
+  will: WillMessage | undefined;
+  expiryInterval: number;
+  protocolVersion: ProtocolVersion;
+  private nextPacketId = 1;
+  /** Recently accepted message IDs (QoS > 0), to deliver a message that arrives twice once. */
+  private readonly recent = new Set<string>();
+  private readonly recentOrder: string[] = [];
+  private recentHead = 0;
+
+  constructor(
+    readonly clientId: string,
+    protocolVersion: ProtocolVersion,
+    expiryInterval: number,
+    limits: SessionLimits,
+  ) {
+    this.protocolVersion = protocolVersion;
+    this.expiryInterval = expiryInterval;
+    this.queue = new MessageQueue(limits.maxQueued, limits.dropPolicy);
+  }
+
+  /**
+   * Records the message ID; returns false if it was seen recently (a duplicate).
+   * Bounded: remembers the last RECENT_IDS IDs.
+   */
+  markSeen(id: string): boolean {
+    if (this.recent.has(id)) return false;
+    if (this.recentOrder.length < RECENT_IDS) {
+      this.recentOrder.push(id);
+    } else {
+      this.recent.delete(this.recentOrder[this.recentHead]!);
+      this.recentOrder[this.recentHead] = id;
+      this.recentHead = (this.recentHead + 1) % RECENT_IDS;
+    }
+    this.recent.add(id);
+    return true;
+  }
+
+  /** A packet ID not used by any outgoing inflight message, or undefined if all 65535 are. */
+  allocatePacketId(): number | undefined {
+    if (this.inflight.size >= 65535) return undefined;
+    for (;;) {
+      const id = this.nextPacketId;
+      this.nextPacketId = id === 65535 ? 1 : id + 1;
+      if (!this.inflight.has(id)) return id;
+    }
+  }
+
+  toSnapshot(disconnectedAt?: number): SessionSnapshot {
+    return {
+      v: SNAPSHOT_VERSION,
+      clientId: this.clientId,
+      protocolVersion: this.protocolVersion,
+      expiryInterval: this.expiryInterval,
+      subscriptions: [...this.subscriptions],
+      inflight: [...this.inflight.values()].map((e) => ({ ...e })),
+      queue: this.queue.toArray().map((d) => d.message),
+      awaitingRel: [...this.awaitingRel],
+      nextPacketId: this.nextPacketId,
+      will: this.will,
+      disconnectedAt,
+    };
+  }
+
+  static fromSnapshot(s: SessionSnapshot, limits: SessionLimits): Session {
+    const session = new Session(s.clientId, s.protocolVersion, s.expiryInterval, limits);
+    for (const [filter, options] of s.subscriptions) session.subscriptions.set(filter, options);
+    for (const e of s.inflight) session.inflight.set(e.packetId, { ...e });
+    for (const id of s.awaitingRel) session.awaitingRel.add(id);
+    session.nextPacketId = s.nextPacketId;
+    session.will = s.will;
+    for (const message of s.queue) session.enqueueStored(message);
+    for (const e of s.inflight) session.markSeen(e.message.id);
+    return session;
+  }
+
+  /**
+   * Queues a message restored from a snapshot or an offline queue, with QoS and flags
+   * recomputed from the session's subscriptions. Returns false if it was dropped
+   * (a duplicate, or no subscription matches it any more).
+   */
+  enqueueStored(message: Message): boolean {
+    const delivery = deliveryFor(this.subscriptions, message, this.clientId);
+    if (delivery === undefined) return false;
+    if (delivery.qos > 0 && !this.markSeen(message.id)) return false;
+    this.queue.push({ message, qos: delivery.qos, retain: delivery.retain, subscriptionIds: delivery.subscriptionIds });
+    return true;
+  }
+}

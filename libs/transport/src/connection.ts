@@ -1,0 +1,252 @@
+import type { Duplex } from 'node:stream';
+import mqtt, { type Packet, type Parser } from 'mqtt-packet';
+import { ReasonCode, type ProtocolVersion } from '@fleetmq/protocol';
+import type { Broker, BrokerLog, Channel, ChannelSink, ConnectionInfo } from '@fleetmq/broker';
+
+export interface ConnectionOptions {
+  /** Largest packet accepted from the client, bytes (whole packet, fixed header included). */
+  readonly maxPacketSize: number;
+  /** Bytes the client may leave unread before it is disconnected. */
+  readonly outputBufferLimit: number;
+  /** Milliseconds to wait for CONNECT. */
+  readonly connectTimeout: number;
+}
+
+/** Packets parsed while the channel is busy; past this many the socket stops being read. */
+const PENDING_HIGH_WATER = 64;
+
+function varIntLength(n: number): number {
+  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+}
+
+/**
+ * One client connection (after emqx_connection): owns the stream, the mqtt-packet parser
+ * and writer, backpressure, size limits, keep alive and the connect timeout. It feeds the
+ * channel one packet at a time, in order, waiting when the channel says so.
+ */
+export class Connection implements ChannelSink {
+  readonly channel: Channel;
+  private readonly parser: Parser;
+  private readonly pending: Packet[] = [];
+  private busy = false;
+  private paused = false;
+  private closed = false;
+  private corked = false;
+  private protocolVersion: ProtocolVersion = 4;
+  private generateOptions: { protocolVersion: ProtocolVersion } = { protocolVersion: 4 };
+  private maxOutgoing = Number.POSITIVE_INFINITY;
+  private keepAliveMs = 0;
+  private lastActivity = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  private closeReason = 'client_closed';
+  private readonly log: BrokerLog;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    private readonly stream: Duplex,
+    readonly info: ConnectionInfo,
+    private readonly broker: Broker,
+    private readonly options: ConnectionOptions,
+    log: BrokerLog,
+  ) {
+    this.log = log;
+    this.channel = broker.createChannel(this, info);
+    this.parser = mqtt.parser();
+    this.parser.on('packet', (packet: Packet) => this.onPacket(packet));
+    this.parser.on('error', (err: Error) => this.onParseError(err));
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.on('error', (err: Error) => {
+      this.closeReason = 'socket_error';
+      this.log.debug({ err: err.message, remoteAddress: info.remoteAddress }, 'socket_error');
+    });
+    stream.on('close', () => this.onClose());
+    this.timer = setTimeout(() => this.onConnectTimeout(), options.connectTimeout);
+    this.timer.unref();
+  }
+
+  // ------------------------------------------------------------------ input
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    this.bytesIn += chunk.length;
+    this.lastActivity = Date.now();
+    this.parser.parse(chunk);
+    // a packet still arriving: refuse it as soon as its header says it is too large
+    const partial = (this.parser as unknown as { packet: { length: number } }).packet.length;
+    if (!this.closed && partial > 0 && this.wholeSize(partial) > this.options.maxPacketSize) this.tooLarge(partial);
+  }
+
+  private wholeSize(remainingLength: number): number {
+    return 1 + varIntLength(remainingLength) + remainingLength;
+  }
+
+  private onPacket(packet: Packet): void {
+    if (this.closed) return;
+    const length = packet.length ?? 0;
+    if (this.wholeSize(length) > this.options.maxPacketSize) return this.tooLarge(length);
+    if (this.busy) {
+      this.pending.push(packet);
+      if (this.pending.length >= PENDING_HIGH_WATER && !this.paused) {
+        this.paused = true;
+        this.stream.pause();
+      }
+      return;
+    }
+    this.process(packet);
+  }
+
+  private process(packet: Packet): void {
+    let result: void | Promise<void>;
+    try {
+      result = this.channel.handleIn(packet);
+    } catch (err) {
+      return this.internalError(err);
+    }
+    if (result !== undefined) {
+      this.busy = true;
+      result.then(
+        () => this.resume(),
+        (err: unknown) => this.internalError(err),
+      );
+    }
+  }
+
+  private resume(): void {
+    this.busy = false;
+    while (!this.busy && !this.closed && this.pending.length > 0) this.process(this.pending.shift()!);
+    if (!this.busy && this.paused && !this.closed) {
+      this.paused = false;
+      this.stream.resume();
+    }
+  }
+
+  private onParseError(err: Error): void {
+    if (this.closed) return;
+    if (this.channel.state === 'connecting' && err.message === 'Invalid protocol version') {
+      // [MQTT-3.1.2-2] an unsupported level gets CONNACK 0x01, in the 3.1.1 format every client reads
+      this.log.info({ remoteAddress: this.info.remoteAddress }, 'connect_refused_protocol_version');
+      this.writeRaw(Buffer.from([0x20, 0x02, 0x00, 0x01]));
+      return this.close('unsupported_protocol_version');
+    }
+    // the channel writes the one log line (client_closed, with the reason)
+    this.channel.disconnect(ReasonCode.MalformedPacket, `malformed packet: ${err.message}`);
+    this.close('malformed_packet');
+  }
+
+  private tooLarge(remainingLength: number): void {
+    // [MQTT-3.1.2-24 / 4.13] a packet above Maximum Packet Size: DISCONNECT 0x95 on MQTT 5
+    const size = this.wholeSize(remainingLength);
+    this.channel.disconnect(ReasonCode.PacketTooLarge, `packet of ${size} bytes exceeds ${this.options.maxPacketSize}`);
+    this.close('packet_too_large');
+  }
+
+  private internalError(err: unknown): void {
+    // a throw is a bug: this one client goes, the process stays
+    this.log.error({ err, clientId: this.channel.clientId }, 'channel_error');
+    this.channel.disconnect(ReasonCode.UnspecifiedError, 'internal error');
+    this.close('internal_error');
+  }
+
+  // ----------------------------------------------------------------- output
+
+  send(packet: Packet): boolean {
+    if (this.closed) return false;
+    let buf: Buffer;
+    try {
+      buf = mqtt.generate(packet, this.generateOptions);
+    } catch (err) {
+      this.log.error({ err, cmd: packet.cmd }, 'packet_encode_failed');
+      return false;
+    }
+    if (buf.length > this.maxOutgoing) return false;
+    this.writeRaw(buf);
+    return true;
+  }
+
+  private writeRaw(buf: Buffer): void {
+    if (!this.corked) {
+      // batch what one turn of the event loop writes into one system call
+      this.corked = true;
+      this.stream.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.stream.uncork();
+      });
+    }
+    this.bytesOut += buf.length;
+    this.stream.write(buf);
+    if (this.stream.writableLength > this.options.outputBufferLimit) {
+      // the client does not read: it may not grow our memory without bound
+      this.log.info(
+        { clientId: this.channel.clientId, buffered: this.stream.writableLength },
+        'output_buffer_limit_exceeded',
+      );
+      this.closeReason = 'output_buffer_limit';
+      this.closed = true;
+      this.stream.destroy();
+    }
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason = reason;
+    this.parser.removeAllListeners('packet');
+    this.stream.end();
+    // a peer that never reads its end cannot hold the socket open
+    setTimeout(() => this.stream.destroy(), 2000).unref();
+  }
+
+  setKeepAlive(seconds: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.keepAliveMs = seconds * 1000;
+    if (seconds > 0) this.armKeepAlive(this.keepAliveMs * 1.5);
+  }
+
+  setProtocolVersion(version: ProtocolVersion): void {
+    this.protocolVersion = version;
+    this.generateOptions = { protocolVersion: version };
+  }
+
+  setMaxOutgoingPacketSize(bytes: number): void {
+    this.maxOutgoing = bytes;
+  }
+
+  // ----------------------------------------------------------------- timers
+
+  private armKeepAlive(ms: number): void {
+    this.timer = setTimeout(() => {
+      const idle = Date.now() - this.lastActivity;
+      const limit = this.keepAliveMs * 1.5; // [MQTT-3.1.2-24]
+      if (idle >= limit) {
+        this.channel.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+        this.close('keep_alive_timeout');
+      } else {
+        this.armKeepAlive(limit - idle);
+      }
+    }, ms);
+    this.timer.unref();
+  }
+
+  private onConnectTimeout(): void {
+    this.timer = undefined;
+    if (this.channel.state !== 'connecting' || this.closed) return;
+    this.log.info({ remoteAddress: this.info.remoteAddress }, 'connect_timeout');
+    this.close('connect_timeout');
+    this.stream.destroy();
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.channel.handleClosed(this.closeReason);
+    this.broker.releaseChannel(this.channel);
+  }
+
+  get version(): ProtocolVersion {
+    return this.protocolVersion;
+  }
+}

@@ -1,0 +1,108 @@
+import {
+  MemoryMessageBus,
+  MemoryOfflineQueue,
+  MemoryRetainedStore,
+  MemorySessionOwnership,
+  MemorySessionStore,
+} from '@fleetmq/adapter-memory';
+import { Broker, type BrokerLog, type BrokerPorts } from '@fleetmq/broker';
+import { ReasonCode } from '@fleetmq/protocol';
+import { Connection, TcpListener, WsListener, type Listener } from '@fleetmq/transport';
+import type { EdgeConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+export interface RunningNode {
+  readonly broker: Broker;
+  readonly listeners: readonly Listener[];
+  /** Where each listener ended up (port 0 picks a free port). */
+  addresses(): { name: string; host: string; port: number }[];
+  stop(): Promise<void>;
+}
+
+/** The in-process ports: one node alone, like Mosquitto (the embedded default). */
+function embeddedPorts(config: EdgeConfig): BrokerPorts {
+  return {
+    bus: new MemoryMessageBus(),
+    ownership: new MemorySessionOwnership(),
+    sessions: new MemorySessionStore(),
+    offlineQueue: new MemoryOfflineQueue({
+      maxLength: config.mqtt.maxQueuedMessages,
+      dropPolicy: config.mqtt.queueDropPolicy,
+    }),
+    retained: new MemoryRetainedStore(),
+  };
+}
+
+function makeListener(spec: EdgeConfig['listeners'][number], maxPacketSize: number): Listener {
+  switch (spec.type) {
+    case 'tcp':
+      return new TcpListener({ name: spec.name, host: spec.host, port: spec.port });
+    case 'ws':
+      return new WsListener({ name: spec.name, host: spec.host, port: spec.port, path: spec.path, maxPayload: maxPacketSize });
+  }
+}
+
+/**
+ * Wires config to ports, broker and listeners, and starts them. No logic lives here.
+ */
+export async function startNode(config: EdgeConfig, log: Logger): Promise<RunningNode> {
+  const brokerLog = log as unknown as BrokerLog;
+  const { mqtt } = config;
+  const broker = new Broker({
+    nodeId: config.nodeId,
+    ports: embeddedPorts(config),
+    options: {
+      maxPacketSize: mqtt.maxPacketSize,
+      receiveMaximum: mqtt.receiveMaximum,
+      maxQueuedMessages: mqtt.maxQueuedMessages,
+      queueDropPolicy: mqtt.queueDropPolicy,
+      topicAliasMaximum: mqtt.topicAliasMaximum,
+      maxKeepAlive: mqtt.maxKeepAlive,
+      maxSessionExpiryInterval: mqtt.maxSessionExpiryInterval,
+      retainAvailable: mqtt.retainAvailable,
+      maximumQoS: mqtt.maximumQoS,
+      wildcardSubscriptionAvailable: mqtt.wildcardSubscriptionAvailable,
+      subscriptionIdentifierAvailable: mqtt.subscriptionIdentifierAvailable,
+      sharedSubscriptionAvailable: mqtt.sharedSubscriptionAvailable,
+      maxClientIdLength: mqtt.maxClientIdLength,
+    },
+    log: brokerLog.child({ component: 'broker' }),
+  });
+  const connectionOptions = {
+    maxPacketSize: mqtt.maxPacketSize,
+    outputBufferLimit: mqtt.outputBufferLimit,
+    connectTimeout: mqtt.connectTimeout,
+  };
+  const connectionLog = brokerLog.child({ component: 'connection' });
+  const listeners = config.listeners.map((spec) => makeListener(spec, mqtt.maxPacketSize));
+  const started: Listener[] = [];
+  try {
+    for (const listener of listeners) {
+      await listener.listen((stream, meta) => {
+        new Connection(stream, meta, broker, connectionOptions, connectionLog);
+      });
+      started.push(listener);
+      log.info({ listener: listener.name, ...listener.address() }, 'listener_started');
+    }
+  } catch (err) {
+    await Promise.allSettled(started.map((l) => l.close()));
+    throw err;
+  }
+  log.info({ nodeId: config.nodeId, listeners: started.map((l) => l.name) }, 'node_ready');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    broker,
+    listeners: started,
+    addresses: () => started.map((l) => ({ name: l.name, ...l.address() })),
+    stop() {
+      stopping ??= (async () => {
+        log.info({ nodeId: config.nodeId }, 'node_stopping');
+        broker.shutdown(ReasonCode.ServerShuttingDown);
+        await Promise.allSettled(started.map((l) => l.close()));
+        log.info({ nodeId: config.nodeId }, 'node_stopped');
+      })();
+      return stopping;
+    },
+  };
+}
