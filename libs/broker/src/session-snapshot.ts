@@ -53,16 +53,26 @@ export interface SessionSnapshot {
   readonly disconnectedAt?: number | undefined;
 }
 
-// ---- JSON codec: Buffers as base64, so a snapshot survives any JSON store. ----
+// ---- JSON codec: Buffers as {"$b": base64}, so a snapshot survives any JSON store. ----
+// Object keys that start with "$" (client data such as user property names) get one more
+// "$" on the way out and lose it on the way in, so no client key can look like a Buffer.
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** Sets an own property even when the key is "__proto__" (user properties may use any name). */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
+}
 
 function encodeValue(v: unknown): Json {
   if (Buffer.isBuffer(v)) return { $b: v.toString('base64') };
   if (Array.isArray(v)) return v.map(encodeValue);
   if (v !== null && typeof v === 'object') {
     const out: { [k: string]: Json } = {};
-    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = encodeValue(x);
+    for (const [k, x] of Object.entries(v)) {
+      if (x !== undefined) setOwn(out, k.startsWith('$') ? `$${k}` : k, encodeValue(x));
+    }
     return out;
   }
   return v as Json;
@@ -74,7 +84,7 @@ function decodeValue(v: Json): unknown {
     const b = v['$b'];
     if (typeof b === 'string' && Object.keys(v).length === 1) return Buffer.from(b, 'base64');
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = decodeValue(x);
+    for (const [k, x] of Object.entries(v)) setOwn(out, k.startsWith('$$') ? k.slice(1) : k, decodeValue(x));
     return out;
   }
   return v;

@@ -14,8 +14,19 @@ export function isWellFormedString(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c === 0x0000 || c === 0xfffd) return false;
+    if (c >= 0xd800 && c <= 0xdfff && !(i = pairedSurrogateEnd(s, i, c))) return false;
   }
   return true;
+}
+
+/**
+ * At a surrogate `c` at `i`: the index of the low half when it starts a proper pair,
+ * else 0 (a lone or swapped surrogate is not UTF-8 [MQTT-1.5.4-1]).
+ */
+function pairedSurrogateEnd(s: string, i: number, c: number): number {
+  if (c > 0xdbff || i + 1 >= s.length) return 0;
+  const next = s.charCodeAt(i + 1);
+  return next >= 0xdc00 && next <= 0xdfff ? i + 1 : 0;
 }
 
 /** A topic name a PUBLISH may carry: non-empty, no wildcards [MQTT-3.3.2-2], well formed. */
@@ -23,8 +34,9 @@ export function isValidTopicName(topic: string): boolean {
   if (topic.length === 0 || topic.length > MAX_UTF8_BYTES) return false;
   for (let i = 0; i < topic.length; i++) {
     const c = topic.charCodeAt(i);
-    // '#' 0x23, '+' 0x2b, NUL, U+FFFD
+    // '#' 0x23, '+' 0x2b, NUL, U+FFFD, unpaired surrogates
     if (c === 0x23 || c === 0x2b || c === 0x0000 || c === 0xfffd) return false;
+    if (c >= 0xd800 && c <= 0xdfff && !(i = pairedSurrogateEnd(topic, i, c))) return false;
   }
   return Buffer.byteLength(topic) <= MAX_UTF8_BYTES;
 }
@@ -40,6 +52,7 @@ export function isValidTopicFilter(filter: string): boolean {
   for (let i = 0; i <= last; i++) {
     const c = filter.charCodeAt(i);
     if (c === 0x0000 || c === 0xfffd) return false;
+    if (c >= 0xd800 && c <= 0xdfff && !(i = pairedSurrogateEnd(filter, i, c))) return false;
     if (c === 0x2b /* + */) {
       if ((i > 0 && filter.charCodeAt(i - 1) !== 0x2f) || (i < last && filter.charCodeAt(i + 1) !== 0x2f)) return false;
     } else if (c === 0x23 /* # */) {
@@ -74,7 +87,7 @@ export function parseSharedFilter(filter: string): SharedFilter | null | 'invali
   if (slash < 0) return 'invalid';
   const group = filter.slice(SHARE_PREFIX.length, slash);
   const inner = filter.slice(slash + 1);
-  if (group.length === 0 || /[+#]/.test(group)) return 'invalid';
+  if (group.length === 0 || /[+#]/.test(group) || !isWellFormedString(group)) return 'invalid';
   if (!isValidTopicFilter(inner)) return 'invalid';
   return { group, filter: inner };
 }

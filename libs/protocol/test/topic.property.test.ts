@@ -5,7 +5,8 @@ import { isValidTopicFilter, isValidTopicName, topicMatches } from '@fleetmq/pro
 // ---- An independent reference: filter -> regular expression. ----
 
 function escapeRegExp(s: string): string {
-  return s.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+  // the syntax characters of ECMAScript regular expressions, and '/'; valid escapes in 'u' mode
+  return s.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
 }
 
 /** Builds a regular expression for a *valid* topic filter, from the spec's prose. */

@@ -1,1 +1,3 @@
-export {};
+export { loadConfig, parseConfig, parseListenerUrls, type EdgeConfig, type ListenerConfig, type LoadOptions } from './config.js';
+export { createLogger, type Logger } from './logger.js';
+export { startNode, type RunningNode } from './main.js';

@@ -5,7 +5,7 @@ import {
   MemorySessionOwnership,
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
-import { Broker, type BrokerLog, type BrokerPorts } from '@fleetmq/broker';
+import { Broker, allowAll, type Authenticator, type BrokerLog, type BrokerPorts } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
 import { Connection, TcpListener, WsListener, type Listener } from '@fleetmq/transport';
 import type { EdgeConfig } from './config.js';
@@ -42,6 +42,13 @@ function makeListener(spec: EdgeConfig['listeners'][number], maxPacketSize: numb
   }
 }
 
+/** With no providers configured (security milestone), anonymous access is the only switch. */
+function authenticator(config: EdgeConfig, log: Logger): Authenticator {
+  if (config.auth.allowAnonymous) return allowAll;
+  log.warn({}, 'auth_refuses_everyone');
+  return { authenticate: () => ({ ok: false, reasonCode: ReasonCode.NotAuthorized }) };
+}
+
 /**
  * Wires config to ports, broker and listeners, and starts them. No logic lives here.
  */
@@ -67,6 +74,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
       maxClientIdLength: mqtt.maxClientIdLength,
     },
     log: brokerLog.child({ component: 'broker' }),
+    authenticator: authenticator(config, log),
   });
   const connectionOptions = {
     maxPacketSize: mqtt.maxPacketSize,

@@ -57,14 +57,6 @@ export async function waitFor(condition: () => boolean, what = 'condition', opti
   }
 }
 
-/**
- * Lets in-flight deliveries land before a test checks that nothing more arrived, where
- * no sentinel message can prove it (queue groups). Bounded and short.
- */
-export function settle(ms = 50): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 let nextId = 0;
 
 /** A message for contract tests; each call gets a fresh cluster-unique-looking ID. */

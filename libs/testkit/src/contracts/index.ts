@@ -1,0 +1,6 @@
+export * from './support.js';
+export * from './message-bus.js';
+export * from './session-ownership.js';
+export * from './session-store.js';
+export * from './offline-queue.js';
+export * from './retained-store.js';

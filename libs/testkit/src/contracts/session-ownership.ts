@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import type { SessionOwnership } from '@fleetmq/broker';
+import { portFixture } from './support.js';
+import type { MakePort } from './support.js';
+
+/**
+ * The SessionOwnership contract (ports/session-ownership.ts): a claim hands out an epoch
+ * strictly greater than any before for that client ID (across releases too) and reports
+ * the previous owner; release succeeds only with the current epoch.
+ * `make` returns a fresh, empty ownership registry; the suite closes it after each test.
+ */
+export function describeSessionOwnership(make: MakePort<SessionOwnership>): void {
+  describe('SessionOwnership contract', () => {
+    const ports = portFixture(make);
+
+    it('has no owner for a client ID never claimed', async () => {
+      const ownership = await ports.open();
+      expect(await ownership.owner('nobody')).toBeNull();
+    });
+
+    it('records the first claim with no previous owner', async () => {
+      const ownership = await ports.open();
+      const claim = await ownership.claim('c1', 'node-a');
+      expect(claim.previous).toBeNull();
+      expect(Number.isFinite(claim.epoch)).toBe(true);
+      expect(await ownership.owner('c1')).toEqual({ nodeId: 'node-a', epoch: claim.epoch });
+    });
+
+    it('hands a claim over to another node with a greater epoch and reports the previous owner', async () => {
+      const ownership = await ports.open();
+      const first = await ownership.claim('c1', 'node-a');
+      const second = await ownership.claim('c1', 'node-b');
+      expect(second.epoch).toBeGreaterThan(first.epoch);
+      expect(second.previous).toEqual({ nodeId: 'node-a', epoch: first.epoch });
+      expect(await ownership.owner('c1')).toEqual({ nodeId: 'node-b', epoch: second.epoch });
+    });
+
+    it('reports the same node as previous owner when it claims again', async () => {
+      const ownership = await ports.open();
+      const first = await ownership.claim('c1', 'node-a');
+      const again = await ownership.claim('c1', 'node-a');
+      expect(again.epoch).toBeGreaterThan(first.epoch);
+      expect(again.previous).toEqual({ nodeId: 'node-a', epoch: first.epoch });
+    });
+
+    it('releases with the current epoch, once', async () => {
+      const ownership = await ports.open();
+      const claim = await ownership.claim('c1', 'node-a');
+      expect(await ownership.release('c1', claim.epoch)).toBe(true);
+      expect(await ownership.owner('c1')).toBeNull();
+      expect(await ownership.release('c1', claim.epoch)).toBe(false);
+    });
+
+    it('refuses a release with a stale or unknown epoch and keeps the owner', async () => {
+      const ownership = await ports.open();
+      const stale = await ownership.claim('c1', 'node-a');
+      const current = await ownership.claim('c1', 'node-b');
+      expect(await ownership.release('c1', stale.epoch)).toBe(false);
+      expect(await ownership.release('c1', current.epoch + 1000)).toBe(false);
+      expect(await ownership.release('never-claimed', current.epoch)).toBe(false);
+      expect(await ownership.owner('c1')).toEqual({ nodeId: 'node-b', epoch: current.epoch });
+    });
+
+    it('keeps epochs increasing across a release', async () => {
+      const ownership = await ports.open();
+      const epochs: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const claim = await ownership.claim('c1', `node-${i % 2}`);
+        expect(claim.previous).toBeNull();
+        epochs.push(claim.epoch);
+        expect(await ownership.release('c1', claim.epoch)).toBe(true);
+      }
+      for (let i = 1; i < epochs.length; i++) expect(epochs[i]!).toBeGreaterThan(epochs[i - 1]!);
+    });
+
+    it('keeps client IDs independent', async () => {
+      const ownership = await ports.open();
+      const a = await ownership.claim('c-a', 'node-a');
+      const b = await ownership.claim('c-b', 'node-b');
+      expect(b.previous).toBeNull();
+      await ownership.claim('c-b', 'node-c');
+      expect(await ownership.owner('c-a')).toEqual({ nodeId: 'node-a', epoch: a.epoch });
+      expect(await ownership.release('c-a', a.epoch)).toBe(true);
+      expect(await ownership.owner('c-b')).toMatchObject({ nodeId: 'node-c' });
+    });
+
+    it('gives concurrent claims distinct epochs, each reporting the claim before it, the greatest one winning', async () => {
+      const ownership = await ports.open();
+      const nodes = Array.from({ length: 10 }, (_, i) => `node-${i}`);
+      const claims = await Promise.all(nodes.map((node) => ownership.claim('contended', node)));
+      const epochs = claims.map((c) => c.epoch);
+      expect(new Set(epochs).size).toBe(nodes.length);
+      // the claims form one chain: exactly one saw no owner, each other saw a distinct earlier claim
+      const byEpoch = new Map(claims.map((c, i) => [c.epoch, nodes[i]!]));
+      const sorted = [...claims].sort((x, y) => x.epoch - y.epoch);
+      expect(sorted[0]!.previous).toBeNull();
+      for (let i = 1; i < sorted.length; i++) {
+        const prevEpoch = sorted[i - 1]!.epoch;
+        expect(sorted[i]!.previous).toEqual({ nodeId: byEpoch.get(prevEpoch), epoch: prevEpoch });
+      }
+      const winner = sorted[sorted.length - 1]!;
+      expect(await ownership.owner('contended')).toEqual({ nodeId: byEpoch.get(winner.epoch), epoch: winner.epoch });
+    });
+  });
+}

@@ -1,0 +1,236 @@
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { closest as closestMatch, distance } from 'fastest-levenshtein';
+import { parse as parseYaml } from 'yaml';
+import * as z from 'zod';
+import { ConfigError } from '@fleetmq/protocol';
+import { defaultBrokerOptions } from '@fleetmq/broker';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LISTENER_TYPES = ['tcp', 'ws'] as const;
+/** Listener types that exist in MQTT but not here yet: named so the error can say so. */
+const LATER_LISTENER_TYPES = ['tls', 'ssl', 'mqtts', 'wss'];
+
+const port = z.number().int().min(0).max(65535);
+
+const listenerSchema = z.strictObject({
+  type: z.enum(LISTENER_TYPES),
+  name: z.string().min(1).optional(),
+  host: z.string().min(1).default('127.0.0.1'),
+  port,
+  path: z.string().startsWith('/').default('/mqtt'),
+});
+
+const d = defaultBrokerOptions;
+const mqttSchema = z.strictObject({
+  maxPacketSize: z.number().int().min(64).max(268_435_460).default(d.maxPacketSize),
+  receiveMaximum: z.number().int().min(1).max(65535).default(d.receiveMaximum),
+  maxQueuedMessages: z.number().int().min(1).default(d.maxQueuedMessages),
+  queueDropPolicy: z.enum(['drop-oldest', 'drop-newest']).default(d.queueDropPolicy),
+  topicAliasMaximum: z.number().int().min(0).max(65535).default(d.topicAliasMaximum),
+  maxKeepAlive: z.number().int().min(1).max(65535).default(d.maxKeepAlive),
+  maxSessionExpiryInterval: z.number().int().min(0).max(0xffffffff).default(d.maxSessionExpiryInterval),
+  retainAvailable: z.boolean().default(d.retainAvailable),
+  maximumQoS: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(d.maximumQoS),
+  wildcardSubscriptionAvailable: z.boolean().default(d.wildcardSubscriptionAvailable),
+  subscriptionIdentifierAvailable: z.boolean().default(d.subscriptionIdentifierAvailable),
+  sharedSubscriptionAvailable: z.boolean().default(d.sharedSubscriptionAvailable),
+  maxClientIdLength: z.number().int().min(23).max(65535).default(d.maxClientIdLength),
+  connectTimeout: z.number().int().min(100).default(10_000),
+  outputBufferLimit: z.number().int().min(65_536).default(4 * 1024 * 1024),
+});
+
+const configSchema = z.strictObject({
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .default(() => `${os.hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64)),
+  listeners: z.array(listenerSchema).min(1).default([{ type: 'tcp', host: '127.0.0.1', port: 1883, path: '/mqtt' }]),
+  log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
+  mqtt: mqttSchema.default(() => mqttSchema.parse({})),
+  auth: z.strictObject({ allowAnonymous: z.boolean().default(true) }).default({ allowAnonymous: true }),
+});
+
+type ParsedConfig = z.output<typeof configSchema>;
+export type ListenerConfig = Omit<ParsedConfig['listeners'][number], 'name'> & { readonly name: string };
+export type EdgeConfig = Omit<ParsedConfig, 'listeners'> & { readonly listeners: readonly ListenerConfig[] };
+
+/** Hints for keys whose valid values a message alone does not make obvious. */
+const HINTS: Record<string, string> = {
+  'listeners.type': `use one of ${LISTENER_TYPES.join(', ')}`,
+  'log.level': `use one of ${LOG_LEVELS.join(', ')}`,
+  'mqtt.queueDropPolicy': 'use drop-oldest or drop-newest',
+  'mqtt.maximumQoS': 'use 0, 1 or 2',
+  nodeId: 'use 1-64 characters from A-Z a-z 0-9 . _ -',
+};
+
+export interface LoadOptions {
+  /** Path of a YAML file; FLEETMQ_CONFIG when absent. */
+  readonly file?: string | undefined;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * The effective config: YAML file, then environment overrides, then validation. Every
+ * failure is a ConfigError that names the key, the bad value and the fix.
+ */
+export function loadConfig(options: LoadOptions = {}): EdgeConfig {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.FLEETMQ_CONFIG;
+  const raw = file === undefined ? {} : readConfigFile(file);
+  return parseConfig(applyEnv(raw, env), file ?? 'config');
+}
+
+/** Validates an already-read config object (file contents plus overrides). */
+export function parseConfig(raw: unknown, source = 'config'): EdgeConfig {
+  if (raw === null || raw === undefined) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError('(root)', `${source} must be a YAML mapping of keys to values`, 'see the Configuration section of the README');
+  }
+  rejectLaterListenerTypes(raw as Record<string, unknown>);
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw toConfigError(result.error.issues[0]!, raw);
+  const config = result.data;
+  const listeners = config.listeners.map((l) => ({ ...l, name: l.name ?? `${l.type}-${l.port}` }));
+  const seen = new Set<string>();
+  listeners.forEach((l, i) => {
+    if (seen.has(l.name)) {
+      throw new ConfigError(`listeners[${i}].name`, `${JSON.stringify(l.name)} is used by two listeners`, 'give each listener its own name');
+    }
+    seen.add(l.name);
+  });
+  return { ...config, listeners };
+}
+
+function readConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError('--config', `cannot read ${file} (${code})`, 'pass the path of a readable YAML file', { cause: err });
+  }
+  try {
+    return parseYaml(text);
+  } catch (err) {
+    throw new ConfigError('--config', `${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`, 'fix the YAML syntax', { cause: err });
+  }
+}
+
+/** FLEETMQ_NODE_ID, FLEETMQ_LOG_LEVEL, FLEETMQ_LISTENERS and FLEETMQ_<SECTION>__<KEY> overrides. */
+function applyEnv(raw: unknown, env: NodeJS.ProcessEnv): unknown {
+  const config: Record<string, unknown> = raw !== null && typeof raw === 'object' && !Array.isArray(raw) ? { ...raw } : {};
+  if (env.FLEETMQ_NODE_ID) config.nodeId = env.FLEETMQ_NODE_ID;
+  if (env.FLEETMQ_LOG_LEVEL) config.log = { ...(config.log as object), level: env.FLEETMQ_LOG_LEVEL };
+  if (env.FLEETMQ_LISTENERS) config.listeners = parseListenerUrls(env.FLEETMQ_LISTENERS);
+  for (const [name, value] of Object.entries(env)) {
+    const match = /^FLEETMQ_([A-Z]+)__([A-Z0-9_]+)$/.exec(name);
+    if (match === null || value === undefined) continue;
+    const section = match[1]!.toLowerCase();
+    const key = match[2]!.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+    const current = config[section];
+    config[section] = { ...(current !== null && typeof current === 'object' ? current : {}), [key]: parseScalar(value) };
+  }
+  return config;
+}
+
+function parseScalar(value: string): unknown {
+  try {
+    const parsed: unknown = parseYaml(value);
+    return parsed !== null && typeof parsed === 'object' ? value : parsed;
+  } catch {
+    return value;
+  }
+}
+
+/** `tcp://0.0.0.0:1883,ws://0.0.0.0:8083/mqtt` */
+export function parseListenerUrls(list: string): unknown[] {
+  return list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((spec) => {
+      let url: URL;
+      try {
+        url = new URL(spec);
+      } catch {
+        throw new ConfigError('FLEETMQ_LISTENERS', `${JSON.stringify(spec)} is not a URL`, 'write listeners as tcp://host:port or ws://host:port/path, comma-separated');
+      }
+      const type = url.protocol.replace(/:$/, '');
+      const host = url.hostname.replace(/^\[|\]$/g, '');
+      const defaultPort = type === 'ws' ? 8083 : 1883;
+      const listener: Record<string, unknown> = { type, host, port: url.port === '' ? defaultPort : Number(url.port) };
+      if (type === 'ws' && url.pathname !== '/') listener.path = url.pathname;
+      return listener;
+    });
+}
+
+function rejectLaterListenerTypes(raw: Record<string, unknown>): void {
+  const listeners = raw.listeners;
+  if (!Array.isArray(listeners)) return;
+  listeners.forEach((l: unknown, i) => {
+    const type = (l as { type?: unknown } | null)?.type;
+    if (typeof type === 'string' && LATER_LISTENER_TYPES.includes(type)) {
+      throw new ConfigError(
+        `listeners[${i}].type`,
+        `${type} listeners are not supported yet`,
+        'use tcp or ws, and terminate TLS in front of the broker until the security milestone lands',
+      );
+    }
+  });
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
+  return out === '' ? '(root)' : out;
+}
+
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let v = raw;
+  for (const part of path) v = v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[part] : undefined;
+  return v;
+}
+
+function toConfigError(issue: z.core.$ZodIssue, raw: unknown): ConfigError {
+  const path = issue.path;
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0]!;
+    const known = knownKeys(configSchema, path);
+    const suggestion = closest(key, known);
+    return new ConfigError(
+      formatPath([...path, key]),
+      'unknown key',
+      suggestion !== undefined ? `did you mean ${suggestion}?` : `remove it; known keys here: ${known.join(', ')}`,
+    );
+  }
+  const genericPath = path.filter((p) => typeof p !== 'number').join('.');
+  const value = valueAt(raw, path);
+  const shown = value === undefined ? 'missing' : `${JSON.stringify(value)} is invalid`;
+  return new ConfigError(formatPath(path), `${shown}: ${issue.message}`, HINTS[genericPath] ?? 'see the Configuration section of the README');
+}
+
+/** The keys the schema accepts at `path` (for "did you mean"). */
+function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let s: z.ZodType = schema;
+  for (const part of [...path, undefined]) {
+    for (;;) {
+      const def = (s as unknown as { def: { type: string; innerType?: z.ZodType; element?: z.ZodType } }).def;
+      if ((def.type === 'default' || def.type === 'optional') && def.innerType) s = def.innerType;
+      else if (def.type === 'array' && def.element) s = def.element;
+      else break;
+    }
+    if (part === undefined || typeof part === 'number') continue;
+    const shape = (s as unknown as { shape?: Record<string, z.ZodType> }).shape;
+    if (shape?.[part as string] === undefined) return [];
+    s = shape[part as string]!;
+  }
+  return Object.keys((s as unknown as { shape?: Record<string, z.ZodType> }).shape ?? {});
+}
+
+/** The candidate within a few edits of `word`, if any. */
+function closest(word: string, candidates: readonly string[]): string | undefined {
+  if (candidates.length === 0) return undefined;
+  const best = closestMatch(word, [...candidates]);
+  return distance(word.toLowerCase(), best.toLowerCase()) <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
