@@ -1,0 +1,42 @@
+import { parseConfig, startNode, createLogger, type RunningNode } from '@fleetmq/edge';
+
+export interface TestNode {
+  readonly node: RunningNode;
+  /** MQTT over TCP port on 127.0.0.1. */
+  readonly port: number;
+  /** MQTT over WebSocket port on 127.0.0.1 (path /mqtt). */
+  readonly wsPort: number;
+  readonly url: string;
+  readonly wsUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one embedded edge node in this process, on free 127.0.0.1 ports (a TCP and a
+ * WebSocket listener), with the given `mqtt`/`auth` overrides. Logs are silent unless
+ * FLEETMQ_TEST_LOG names a level.
+ */
+export async function startTestNode(overrides: { mqtt?: Record<string, unknown>; auth?: Record<string, unknown> } = {}): Promise<TestNode> {
+  const config = parseConfig({
+    nodeId: 'test-node',
+    listeners: [
+      { type: 'tcp', name: 'tcp', host: '127.0.0.1', port: 0 },
+      { type: 'ws', name: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
+    ],
+    log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },
+    ...(overrides.mqtt ? { mqtt: overrides.mqtt } : {}),
+    ...(overrides.auth ? { auth: overrides.auth } : {}),
+  });
+  const node = await startNode(config, createLogger(config.log.level, process.stderr));
+  const addresses = node.addresses();
+  const port = addresses.find((a) => a.name === 'tcp')!.port;
+  const wsPort = addresses.find((a) => a.name === 'ws')!.port;
+  return {
+    node,
+    port,
+    wsPort,
+    url: `mqtt://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
+    stop: () => node.stop(),
+  };
+}
