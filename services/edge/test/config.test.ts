@@ -1,0 +1,175 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '@fleetmq/protocol';
+import { defaultBrokerOptions } from '@fleetmq/broker';
+import { loadConfig, parseConfig, parseListenerUrls } from '../src/config.js';
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+function writeTemp(name: string, text: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fleetmq-config-'));
+  const file = path.join(dir, name);
+  writeFileSync(file, text);
+  return file;
+}
+
+describe('parseConfig defaults', () => {
+  it('gives a working local broker with nothing configured: 127.0.0.1:1883, anonymous allowed', () => {
+    const config = parseConfig({});
+    expect(config.listeners).toEqual([{ type: 'tcp', name: 'tcp-1883', host: '127.0.0.1', port: 1883, path: '/mqtt' }]);
+    expect(config.auth.allowAnonymous).toBe(true);
+    expect(config.log.level).toBe('info');
+    expect(config.nodeId).toMatch(/^[A-Za-z0-9._-]{1,64}$/);
+  });
+
+  it('takes its MQTT defaults from the broker, the one source of truth', () => {
+    const { mqtt } = parseConfig({});
+    for (const [key, value] of Object.entries(defaultBrokerOptions)) expect(mqtt[key as keyof typeof mqtt]).toBe(value);
+  });
+
+  it('treats an empty YAML document as no config', () => {
+    expect(parseConfig(null).listeners).toHaveLength(1);
+  });
+
+  it('keeps given values and fills the rest', () => {
+    const config = parseConfig({ mqtt: { maxPacketSize: 2048 }, listeners: [{ type: 'ws', port: 9001 }] });
+    expect(config.mqtt.maxPacketSize).toBe(2048);
+    expect(config.mqtt.receiveMaximum).toBe(defaultBrokerOptions.receiveMaximum);
+    expect(config.listeners[0]).toEqual({ type: 'ws', name: 'ws-9001', host: '127.0.0.1', port: 9001, path: '/mqtt' });
+  });
+});
+
+describe('parseConfig errors name the key, the value and the fix', () => {
+  it('an unknown key with a near miss suggests the right one', () => {
+    const err = errorOf(() => parseConfig({ mqtt: { maxPaketSize: 10 } }));
+    expect(err.key).toBe('mqtt.maxPaketSize');
+    expect(err.message).toContain('unknown key');
+    expect(err.hint).toBe('did you mean maxPacketSize?');
+  });
+
+  it('an unknown key far from any lists the known ones', () => {
+    const err = errorOf(() => parseConfig({ log: { colour: true } }));
+    expect(err.key).toBe('log.colour');
+    expect(err.hint).toContain('known keys here: level');
+  });
+
+  it('an unknown top-level key', () => {
+    expect(errorOf(() => parseConfig({ listener: [] })).hint).toBe('did you mean listeners?');
+  });
+
+  it('an unknown key inside a listener names its index', () => {
+    expect(errorOf(() => parseConfig({ listeners: [{ type: 'tcp', port: 1, hots: 'x' }] })).key).toBe('listeners[0].hots');
+  });
+
+  it('a value out of range', () => {
+    const err = errorOf(() => parseConfig({ mqtt: { receiveMaximum: 0 } }));
+    expect(err.key).toBe('mqtt.receiveMaximum');
+    expect(err.message).toContain('0 is invalid');
+  });
+
+  it('a value of the wrong type', () => {
+    const err = errorOf(() => parseConfig({ mqtt: { retainAvailable: 'yes' } }));
+    expect(err.key).toBe('mqtt.retainAvailable');
+    expect(err.message).toContain('"yes" is invalid');
+  });
+
+  it('an enum value lists the choices', () => {
+    const err = errorOf(() => parseConfig({ log: { level: 'verbose' } }));
+    expect(err.key).toBe('log.level');
+    expect(err.hint).toBe('use one of fatal, error, warn, info, debug, trace, silent');
+  });
+
+  it('a missing required key', () => {
+    const err = errorOf(() => parseConfig({ listeners: [{ type: 'tcp' }] }));
+    expect(err.key).toBe('listeners[0].port');
+    expect(err.message).toContain('missing');
+  });
+
+  it('TLS listeners are refused as not supported yet, with the workaround', () => {
+    const err = errorOf(() => parseConfig({ listeners: [{ type: 'tls', port: 8883 }] }));
+    expect(err.key).toBe('listeners[0].type');
+    expect(err.message).toContain('not supported yet');
+  });
+
+  it('two listeners with one name', () => {
+    const err = errorOf(() =>
+      parseConfig({ listeners: [{ type: 'tcp', port: 1883, name: 'a' }, { type: 'ws', port: 8083, name: 'a' }] }),
+    );
+    expect(err.key).toBe('listeners[1].name');
+  });
+
+  it('a root that is not a mapping', () => {
+    expect(errorOf(() => parseConfig(['a'])).key).toBe('(root)');
+  });
+});
+
+describe('loadConfig', () => {
+  it('reads YAML and applies environment overrides on top', () => {
+    const file = writeTemp('a.yaml', 'nodeId: from-file\nmqtt:\n  maxPacketSize: 4096\n  receiveMaximum: 10\n');
+    const config = loadConfig({
+      file,
+      env: {
+        FLEETMQ_NODE_ID: 'from-env',
+        FLEETMQ_MQTT__MAX_PACKET_SIZE: '8192',
+        FLEETMQ_AUTH__ALLOW_ANONYMOUS: 'false',
+        FLEETMQ_LOG_LEVEL: 'warn',
+      },
+    });
+    expect(config.nodeId).toBe('from-env');
+    expect(config.mqtt.maxPacketSize).toBe(8192);
+    expect(config.mqtt.receiveMaximum).toBe(10);
+    expect(config.auth.allowAnonymous).toBe(false);
+    expect(config.log.level).toBe('warn');
+  });
+
+  it('finds the file through FLEETMQ_CONFIG', () => {
+    const file = writeTemp('b.yaml', 'nodeId: via-env-file\n');
+    expect(loadConfig({ env: { FLEETMQ_CONFIG: file } }).nodeId).toBe('via-env-file');
+  });
+
+  it('an environment override with a bad name is reported under its config key', () => {
+    const err = errorOf(() => loadConfig({ env: { FLEETMQ_MQTT__MAX_PACKT_SIZE: '1' } }));
+    expect(err.key).toBe('mqtt.maxPacktSize');
+    expect(err.hint).toBe('did you mean maxPacketSize?');
+  });
+
+  it('a missing file names the path', () => {
+    const err = errorOf(() => loadConfig({ file: '/nonexistent/fleetmq.yaml', env: {} }));
+    expect(err.message).toContain('/nonexistent/fleetmq.yaml');
+    expect(err.message).toContain('ENOENT');
+  });
+
+  it('invalid YAML is reported as such', () => {
+    const file = writeTemp('c.yaml', 'mqtt: [unclosed\n');
+    expect(errorOf(() => loadConfig({ file, env: {} })).message).toContain('not valid YAML');
+  });
+});
+
+describe('parseListenerUrls', () => {
+  it('parses tcp and ws URLs with default ports and paths', () => {
+    expect(parseListenerUrls('tcp://0.0.0.0:1883, ws://0.0.0.0:9001/mqtt,tcp://[::1]')).toEqual([
+      { type: 'tcp', host: '0.0.0.0', port: 1883 },
+      { type: 'ws', host: '0.0.0.0', port: 9001, path: '/mqtt' },
+      { type: 'tcp', host: '::1', port: 1883 },
+    ]);
+  });
+
+  it('feeds the listener schema, so a bad scheme is a config error', () => {
+    const err = errorOf(() => loadConfig({ env: { FLEETMQ_LISTENERS: 'udp://0.0.0.0:1883' } }));
+    expect(err.key).toBe('listeners[0].type');
+  });
+
+  it('refuses what is not a URL', () => {
+    expect(errorOf(() => parseListenerUrls('1883')).key).toBe('FLEETMQ_LISTENERS');
+  });
+});
