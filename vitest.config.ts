@@ -11,6 +11,8 @@ export default defineConfig({
       '@fleetmq/protocol': pkg('./libs/protocol/src/index.ts'),
       '@fleetmq/broker': pkg('./libs/broker/src/index.ts'),
       '@fleetmq/adapter-memory': pkg('./libs/adapter-memory/src/index.ts'),
+      '@fleetmq/adapter-nats': pkg('./libs/adapter-nats/src/index.ts'),
+      '@fleetmq/adapter-dynamo': pkg('./libs/adapter-dynamo/src/index.ts'),
       '@fleetmq/transport': pkg('./libs/transport/src/index.ts'),
       '@fleetmq/testkit': pkg('./libs/testkit/src/index.ts'),
       '@fleetmq/edge': pkg('./services/edge/src/index.ts'),
