@@ -40,6 +40,32 @@ const mqttSchema = z.strictObject({
   outputBufferLimit: z.number().int().min(65_536).default(4 * 1024 * 1024),
 });
 
+/** A list given as YAML sequence or as one comma-separated string (environment variables). */
+const stringList = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter((s) => s !== '') : v),
+  z.array(z.string().min(1)).min(1),
+);
+
+const clusterSchema = z.strictObject({
+  /** NATS carries publishes between nodes; absent: the in-process bus (one node alone). */
+  nats: z
+    .strictObject({
+      servers: stringList,
+      /** Milliseconds between reconnect attempts (with jitter). */
+      reconnectTimeWait: z.number().int().min(10).default(1000),
+    })
+    .optional(),
+});
+
+const dynamodbSchema = z.strictObject({
+  /** Endpoint URL (DynamoDB Local, dynalite); absent: the AWS endpoint of the region. */
+  endpoint: z.url().optional(),
+  region: z.string().min(1).default('us-east-1'),
+  tablePrefix: z.string().regex(/^[A-Za-z0-9_.-]*$/).default('fleetmq-'),
+  /** Create missing tables at start (development); production creates them with `fleetmq dynamo create-tables` or infra. */
+  createTables: z.boolean().default(false),
+});
+
 const configSchema = z.strictObject({
   nodeId: z
     .string()
@@ -49,6 +75,9 @@ const configSchema = z.strictObject({
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
   mqtt: mqttSchema.default(() => mqttSchema.parse({})),
   auth: z.strictObject({ allowAnonymous: z.boolean().default(true) }).default({ allowAnonymous: true }),
+  cluster: clusterSchema.default({}),
+  /** DynamoDB keeps retained messages (and, later, sessions and queues); absent: in-process. */
+  dynamodb: dynamodbSchema.optional(),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -62,6 +91,9 @@ const HINTS: Record<string, string> = {
   'mqtt.queueDropPolicy': 'use drop-oldest or drop-newest',
   'mqtt.maximumQoS': 'use 0, 1 or 2',
   nodeId: 'use 1-64 characters from A-Z a-z 0-9 . _ -',
+  'cluster.nats.servers': 'give NATS URLs, e.g. [nats://nats-1:4222, nats://nats-2:4222]',
+  'dynamodb.endpoint': 'give a URL such as http://localhost:8000, or remove the key to use AWS',
+  'dynamodb.tablePrefix': 'use letters, digits, _ . -',
 };
 
 export interface LoadOptions {
@@ -124,14 +156,26 @@ function applyEnv(raw: unknown, env: NodeJS.ProcessEnv): unknown {
   if (env.FLEETMQ_LOG_LEVEL) config.log = { ...(config.log as object), level: env.FLEETMQ_LOG_LEVEL };
   if (env.FLEETMQ_LISTENERS) config.listeners = parseListenerUrls(env.FLEETMQ_LISTENERS);
   for (const [name, value] of Object.entries(env)) {
-    const match = /^FLEETMQ_([A-Z]+)__([A-Z0-9_]+)$/.exec(name);
-    if (match === null || value === undefined) continue;
-    const section = match[1]!.toLowerCase();
-    const key = match[2]!.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
-    const current = config[section];
-    config[section] = { ...(current !== null && typeof current === 'object' ? current : {}), [key]: parseScalar(value) };
+    if (value === undefined || !/^FLEETMQ_[A-Z0-9_]+__[A-Z0-9_]+$/.test(name)) continue;
+    // FLEETMQ_MQTT__MAX_PACKET_SIZE -> mqtt.maxPacketSize; FLEETMQ_CLUSTER__NATS__SERVERS -> cluster.nats.servers
+    const path = name
+      .slice('FLEETMQ_'.length)
+      .split('__')
+      .map((part) => part.toLowerCase().replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase()));
+    setPath(config, path, parseScalar(value));
   }
   return config;
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    const copy: Record<string, unknown> = next !== null && typeof next === 'object' && !Array.isArray(next) ? { ...next } : {};
+    node[key] = copy;
+    node = copy;
+  }
+  node[path[path.length - 1]!] = value;
 }
 
 function parseScalar(value: string): unknown {

@@ -155,6 +155,36 @@ describe('loadConfig', () => {
   });
 });
 
+describe('cluster backends', () => {
+  it('are absent by default: the embedded node needs nothing', () => {
+    const config = parseConfig({});
+    expect(config.cluster.nats).toBeUndefined();
+    expect(config.dynamodb).toBeUndefined();
+  });
+
+  it('take NATS servers as a list or a comma-separated string from the environment', () => {
+    expect(parseConfig({ cluster: { nats: { servers: ['nats://a:4222'] } } }).cluster.nats?.servers).toEqual(['nats://a:4222']);
+    const config = loadConfig({ env: { FLEETMQ_CLUSTER__NATS__SERVERS: 'nats://a:4222, nats://b:4222' } });
+    expect(config.cluster.nats).toEqual({ servers: ['nats://a:4222', 'nats://b:4222'], reconnectTimeWait: 1000 });
+  });
+
+  it('fill DynamoDB defaults and check the endpoint', () => {
+    expect(loadConfig({ env: { FLEETMQ_DYNAMODB__ENDPOINT: 'http://localhost:8000' } }).dynamodb).toEqual({
+      endpoint: 'http://localhost:8000',
+      region: 'us-east-1',
+      tablePrefix: 'fleetmq-',
+      createTables: false,
+    });
+    const err = errorOf(() => parseConfig({ dynamodb: { endpoint: 'localhost' } }));
+    expect(err.key).toBe('dynamodb.endpoint');
+    expect(err.hint).toContain('http://localhost:8000');
+  });
+
+  it('an empty server list is refused', () => {
+    expect(errorOf(() => parseConfig({ cluster: { nats: { servers: [] } } })).key).toBe('cluster.nats.servers');
+  });
+});
+
 describe('parseListenerUrls', () => {
   it('parses tcp and ws URLs with default ports and paths', () => {
     expect(parseListenerUrls('tcp://0.0.0.0:1883, ws://0.0.0.0:9001/mqtt,tcp://[::1]')).toEqual([
