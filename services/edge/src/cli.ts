@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '@fleetmq/protocol';
+import { createDynamoTables } from './backends.js';
 import { loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startNode } from './main.js';
@@ -11,6 +12,8 @@ const USAGE = `Usage: fleetmq <command> [options]
 Commands:
   start          start a broker node
   check-config   validate the configuration and print the effective one
+  dynamo create-tables
+                 create the DynamoDB tables named by the dynamodb config (idempotent)
 
 Options:
   -c, --config FILE   YAML config file (default: $FLEETMQ_CONFIG, else built-in defaults)
@@ -46,6 +49,20 @@ async function main(argv: string[]): Promise<number> {
     case 'check-config': {
       const config = loadConfig({ file: values.config });
       process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+      return 0;
+    }
+    case 'dynamo': {
+      if (positionals[1] !== 'create-tables') {
+        process.stderr.write(`fleetmq: unknown dynamo command ${JSON.stringify(positionals[1] ?? '')}; try: fleetmq dynamo create-tables\n`);
+        return 2;
+      }
+      const config = loadConfig({ file: values.config });
+      if (config.dynamodb === undefined) {
+        throw new ConfigError('dynamodb', 'is not configured', 'set dynamodb.region (and dynamodb.endpoint for DynamoDB Local) in the config file or FLEETMQ_DYNAMODB__REGION');
+      }
+      for (const result of await createDynamoTables(config.dynamodb)) {
+        process.stdout.write(`${result.tableName}: table ${result.table}, ttl ${result.ttl}\n`);
+      }
       return 0;
     }
     case 'start': {

@@ -1,13 +1,7 @@
-import {
-  MemoryMessageBus,
-  MemoryOfflineQueue,
-  MemoryRetainedStore,
-  MemorySessionOwnership,
-  MemorySessionStore,
-} from '@fleetmq/adapter-memory';
-import { Broker, allowAll, type Authenticator, type BrokerLog, type BrokerPorts } from '@fleetmq/broker';
+import { Broker, allowAll, type Authenticator, type BrokerLog } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
 import { Connection, TcpListener, WsListener, type Listener } from '@fleetmq/transport';
+import { closePorts, openPorts } from './backends.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -17,20 +11,6 @@ export interface RunningNode {
   /** Where each listener ended up (port 0 picks a free port). */
   addresses(): { name: string; host: string; port: number }[];
   stop(): Promise<void>;
-}
-
-/** The in-process ports: one node alone, like Mosquitto (the embedded default). */
-function embeddedPorts(config: EdgeConfig): BrokerPorts {
-  return {
-    bus: new MemoryMessageBus(),
-    ownership: new MemorySessionOwnership(),
-    sessions: new MemorySessionStore(),
-    offlineQueue: new MemoryOfflineQueue({
-      maxLength: config.mqtt.maxQueuedMessages,
-      dropPolicy: config.mqtt.queueDropPolicy,
-    }),
-    retained: new MemoryRetainedStore(),
-  };
 }
 
 function makeListener(spec: EdgeConfig['listeners'][number], maxPacketSize: number): Listener {
@@ -55,9 +35,10 @@ function authenticator(config: EdgeConfig, log: Logger): Authenticator {
 export async function startNode(config: EdgeConfig, log: Logger): Promise<RunningNode> {
   const brokerLog = log as unknown as BrokerLog;
   const { mqtt } = config;
+  const ports = await openPorts(config, log);
   const broker = new Broker({
     nodeId: config.nodeId,
-    ports: embeddedPorts(config),
+    ports,
     options: {
       maxPacketSize: mqtt.maxPacketSize,
       receiveMaximum: mqtt.receiveMaximum,
@@ -94,6 +75,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     }
   } catch (err) {
     await Promise.allSettled(started.map((l) => l.close()));
+    await closePorts(ports);
     throw err;
   }
   log.info({ nodeId: config.nodeId, listeners: started.map((l) => l.name) }, 'node_ready');
@@ -108,6 +90,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
         log.info({ nodeId: config.nodeId }, 'node_stopping');
         broker.shutdown(ReasonCode.ServerShuttingDown);
         await Promise.allSettled(started.map((l) => l.close()));
+        await closePorts(ports);
         log.info({ nodeId: config.nodeId }, 'node_stopped');
       })();
       return stopping;

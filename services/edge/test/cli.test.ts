@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
+import { startDynamo } from '@fleetmq/testkit';
 
 // The built command, as `npm start` and the package bin run it (`npm test` builds first).
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
@@ -86,4 +87,44 @@ describe('fleetmq command', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
   });
+
+  it('dynamo create-tables creates the tables, and says so again without harm', async () => {
+    const dynamo = await startDynamo();
+    try {
+      const env = {
+        FLEETMQ_DYNAMODB__ENDPOINT: dynamo.endpoint,
+        FLEETMQ_DYNAMODB__TABLE_PREFIX: 'clitest-',
+        AWS_ACCESS_KEY_ID: dynamo.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: dynamo.credentials.secretAccessKey,
+      };
+      const first = await runAsync(['dynamo', 'create-tables'], env);
+      expect(first.code).toBe(0);
+      expect(first.stdout).toMatch(/^clitest-retained: table created, ttl (enabled|unsupported)\n$/);
+      const second = await runAsync(['dynamo', 'create-tables'], env);
+      expect(second.code).toBe(0);
+      expect(second.stdout).toMatch(/^clitest-retained: table exists, ttl (already-enabled|unsupported)\n$/);
+    } finally {
+      await dynamo.stop();
+    }
+  });
+
+  it('dynamo create-tables without a dynamodb section names the key to set', () => {
+    const r = run(['dynamo', 'create-tables']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^fleetmq: config dynamodb: is not configured \(fix: set dynamodb.region/);
+  });
 });
+
+/** Like run, without blocking the event loop (the in-process dynalite must keep answering). */
+function runAsync(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  return once(child, 'exit').then(([code]) => {
+    clearTimeout(timer);
+    return { code: code as number | null, stdout, stderr };
+  });
+}

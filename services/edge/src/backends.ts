@@ -1,0 +1,71 @@
+import {
+  DynamoRetainedStore,
+  createDynamoClient,
+  ensureTables,
+  retainedTableDefinition,
+  type EnsureTableResult,
+  type TableDefinition,
+} from '@fleetmq/adapter-dynamo';
+import {
+  MemoryMessageBus,
+  MemoryOfflineQueue,
+  MemoryRetainedStore,
+  MemorySessionOwnership,
+  MemorySessionStore,
+} from '@fleetmq/adapter-memory';
+import type { BrokerPorts, RetainedStore } from '@fleetmq/broker';
+import type { EdgeConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+type DynamoConfig = NonNullable<EdgeConfig['dynamodb']>;
+
+/** The DynamoDB tables FleetMQ uses, named with the configured prefix. */
+export function dynamoTables(dynamodb: DynamoConfig): TableDefinition[] {
+  return [retainedTableDefinition(`${dynamodb.tablePrefix}retained`)];
+}
+
+function dynamoClient(dynamodb: DynamoConfig) {
+  return createDynamoClient({ region: dynamodb.region, ...(dynamodb.endpoint !== undefined ? { endpoint: dynamodb.endpoint } : {}) });
+}
+
+/** `fleetmq dynamo create-tables`: creates the missing tables, idempotent. */
+export async function createDynamoTables(dynamodb: DynamoConfig): Promise<EnsureTableResult[]> {
+  const client = dynamoClient(dynamodb);
+  try {
+    return await ensureTables(client, dynamoTables(dynamodb));
+  } finally {
+    client.destroy();
+  }
+}
+
+async function retainedStore(config: EdgeConfig, log: Logger): Promise<RetainedStore> {
+  const { dynamodb } = config;
+  if (dynamodb === undefined) return new MemoryRetainedStore();
+  if (dynamodb.createTables) {
+    for (const result of await createDynamoTables(dynamodb)) log.info({ ...result }, 'dynamo_table_ready');
+  }
+  const [retained] = dynamoTables(dynamodb);
+  return new DynamoRetainedStore({ client: dynamoClient(dynamodb), tableName: retained!.tableName });
+}
+
+/**
+ * The ports the config asks for: a backend where one is configured, the in-process
+ * adapter where not (the embedded default, one node alone).
+ */
+export async function openPorts(config: EdgeConfig, log: Logger): Promise<BrokerPorts> {
+  return {
+    bus: new MemoryMessageBus(),
+    ownership: new MemorySessionOwnership(),
+    sessions: new MemorySessionStore(),
+    offlineQueue: new MemoryOfflineQueue({
+      maxLength: config.mqtt.maxQueuedMessages,
+      dropPolicy: config.mqtt.queueDropPolicy,
+    }),
+    retained: await retainedStore(config, log),
+  };
+}
+
+/** Closes every port; one failing does not keep the others open. */
+export async function closePorts(ports: BrokerPorts): Promise<void> {
+  await Promise.allSettled([ports.bus, ports.ownership, ports.sessions, ports.offlineQueue, ports.retained].map((p) => p.close()));
+}
