@@ -100,9 +100,11 @@ export class Channel implements LiveChannel {
   private aliasesIn: Map<number, string> | undefined;
   private aliasesOut: Map<string, number> | undefined;
   private requestProblemInfo = true;
-  /** Cleared by a normal DISCONNECT: the will is not published then. */
+  /** Cleared by a normal DISCONNECT (0x00): the will is not published then. */
   private publishWillOnClose = true;
   private takenOver = false;
+  /** Session Expiry Interval the CONNECT asked for, before the server maximum. */
+  private connectExpiry = 0;
   private username: string | undefined;
 
   constructor(
@@ -237,6 +239,7 @@ export class Channel implements LiveChannel {
     // session expiry: v5 from the property, v3 from clean session [MQTT-3.1.2-4..6]
     const requestedExpiry = v5 ? (props.sessionExpiryInterval ?? 0) : packet.clean === false ? NEVER : 0;
     const expiry = Math.min(requestedExpiry, options.maxSessionExpiryInterval);
+    this.connectExpiry = requestedExpiry;
     const cleanStart = packet.clean !== false;
 
     this.sendQuota = props.receiveMaximum ?? 65535;
@@ -363,6 +366,10 @@ export class Channel implements LiveChannel {
       } else if (isValidTopicName(topic)) {
         this.aliasesIn.set(alias, topic);
       }
+    }
+    if (topic === '') {
+      // 3.3.2.1: an empty Topic Name needs a Topic Alias; 3.1.1 has none [MQTT-4.7.3-1]
+      return this.closeWith(ReasonCode.ProtocolError, 'empty topic name without topic alias', true);
     }
     if (!isValidTopicName(topic)) {
       // [MQTT-3.3.2-2] no wildcards in a topic name; an invalid name is malformed
@@ -573,15 +580,15 @@ export class Channel implements LiveChannel {
     this.pump();
   }
 
-  /** On session resume: resend unacknowledged PUBLISH with DUP, and PUBREL [MQTT-4.4.0-1]. */
+  /**
+   * On session resume: resend unacknowledged PUBLISH with DUP, and PUBREL [MQTT-4.4.0-1].
+   * Expiry does not apply: onward delivery of these has started [MQTT-3.3.2-5, MQTT-4.3.3-7].
+   */
   private resendInflight(): void {
     const session = this.session!;
     for (const entry of session.inflight.values()) {
       if (entry.state === 'pubrel') {
         this.sink.send({ cmd: 'pubrel', messageId: entry.packetId });
-      } else if (isExpired(entry.message, Date.now())) {
-        session.inflight.delete(entry.packetId);
-        this.ctx.stats.dropped.expired++;
       } else if (!this.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, entry.packetId, true)) {
         session.inflight.delete(entry.packetId);
       }
@@ -612,6 +619,10 @@ export class Channel implements LiveChannel {
     const subscriptionId = v5 ? packet.properties?.subscriptionIdentifier : undefined;
     if (subscriptionId !== undefined && !options.subscriptionIdentifierAvailable) {
       return this.closeWith(ReasonCode.SubscriptionIdentifiersNotSupported, 'subscription identifiers not supported', true);
+    }
+    if (subscriptionId !== undefined && (!Number.isInteger(subscriptionId) || subscriptionId < 1)) {
+      // (3.8.2.1.2) 0, or the property more than once (the parser makes an array), is a protocol error
+      return this.closeWith(ReasonCode.ProtocolError, 'subscription identifier invalid', true);
     }
     if (packet.subscriptions.length === 0) {
       // [MQTT-3.8.3-3] at least one topic filter
@@ -696,6 +707,10 @@ export class Channel implements LiveChannel {
   }
 
   private async handleUnsubscribe(packet: IUnsubscribePacket): Promise<void> {
+    if (packet.unsubscriptions.length === 0) {
+      // [MQTT-3.10.3-2] at least one topic filter
+      return this.closeWith(ReasonCode.ProtocolError, 'unsubscribe without topic filters', true);
+    }
     const session = this.session!;
     const codes: number[] = [];
     for (const filter of packet.unsubscriptions) {
@@ -727,14 +742,15 @@ export class Channel implements LiveChannel {
     const reasonCode = packet.reasonCode ?? 0;
     const expiry = packet.properties?.sessionExpiryInterval;
     if (this.protocolVersion === 5 && expiry !== undefined) {
-      if (session.expiryInterval === 0 && expiry !== 0) {
-        // [MQTT-3.14.2-2] a session that was to end with its connection cannot be extended
+      if (this.connectExpiry === 0 && expiry !== 0) {
+        // (3.14.2.2.2) CONNECT asked for expiry 0: setting one on DISCONNECT is a protocol error
         return this.closeWith(ReasonCode.ProtocolError, 'session expiry set on disconnect', true);
       }
       session.expiryInterval = Math.min(expiry, this.ctx.options.maxSessionExpiryInterval);
     }
-    // [MQTT-3.14.4-3] a normal DISCONNECT deletes the will; 0x04 asks for it
-    this.publishWillOnClose = reasonCode === ReasonCode.DisconnectWithWill;
+    // [MQTT-3.14.4-3] a normal DISCONNECT (0x00) deletes the will; any other code, 0x04
+    // included, leaves it to be published [MQTT-3.1.2-8]
+    this.publishWillOnClose = reasonCode !== ReasonCode.Success;
     this.sink.close('client_disconnect');
     this.handleClosed('client_disconnect');
   }

@@ -337,7 +337,12 @@ export class SessionRegistry {
       after = batch[batch.length - 1]!.seq;
     }
     await offlineQueue.clear(session.clientId);
-    const stored = restored.queue.toArray().filter((d) => d.qos === 0 || session.markSeen(d.message.id));
+    // duplicates are what arrived meanwhile (through the bus while opening), now in the
+    // session's queue; not the session's recent IDs, which include what its last
+    // connection had queued and moved to the offline queue itself
+    const arrived = new Set(session.queue.toArray().map((d) => d.message.id));
+    const stored = restored.queue.toArray().filter((d) => !arrived.has(d.message.id));
+    for (const d of stored) if (d.qos > 0) session.markSeen(d.message.id);
     session.queue.unshiftAll(stored);
   }
 
