@@ -1,2 +1,4 @@
 export * from './contracts/index.js';
 export * from './servers.js';
+export * from './packets.js';
+export * from './raw-client.js';

@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import mqtt, { type Packet, type Parser } from 'mqtt-packet';
 import { ReasonCode, type ProtocolVersion } from '@fleetmq/protocol';
 import type { Broker, BrokerLog, Channel, ChannelSink, ConnectionInfo } from '@fleetmq/broker';
+import { checkPacket } from './packet-rules.js';
 
 export interface ConnectionOptions {
   /** Largest packet accepted from the client, bytes (whole packet, fixed header included). */
@@ -11,6 +12,9 @@ export interface ConnectionOptions {
   /** Milliseconds to wait for CONNECT. */
   readonly connectTimeout: number;
 }
+
+/** Acknowledgements that have a short MQTT 5 form (packet ID only). */
+const SHORT_ACKS: ReadonlySet<string> = new Set(['puback', 'pubrec', 'pubrel', 'pubcomp']);
 
 /** Packets parsed while the channel is busy; past this many the socket stops being read. */
 const PENDING_HIGH_WATER = 64;
@@ -97,6 +101,9 @@ export class Connection implements ChannelSink {
   }
 
   private process(packet: Packet): void {
+    const version = packet.cmd === 'connect' ? ((packet.protocolVersion ?? 4) as ProtocolVersion) : this.protocolVersion;
+    const violation = checkPacket(packet, version);
+    if (violation !== undefined) return this.refuse(violation.reasonCode, violation.reason, packet.cmd === 'connect' ? version : undefined);
     let result: void | Promise<void>;
     try {
       result = this.channel.handleIn(packet);
@@ -129,9 +136,24 @@ export class Connection implements ChannelSink {
       this.writeRaw(Buffer.from([0x20, 0x02, 0x00, 0x01]));
       return this.close('unsupported_protocol_version');
     }
+    const partial = (this.parser as unknown as { packet: Partial<Packet> & { length: number; protocolVersion?: number } }).packet;
+    const connectVersion = partial.cmd === 'connect' ? partial.protocolVersion : undefined;
+    this.refuse(parseErrorReasonCode(err, partial, this.protocolVersion), `malformed packet: ${err.message}`, connectVersion);
+  }
+
+  /**
+   * A packet that may not go on: MQTT 5 gets DISCONNECT with the reason code once
+   * connected, and a CONNECT of level 5 gets CONNACK with it (3.1.4, 4.13); 3.x is closed
+   * without a word, CONNECT included [MQTT-3.1.4-1, MQTT-4.8.0-1].
+   */
+  private refuse(reasonCode: number, reason: string, connectVersion: number | undefined): void {
+    if (this.closed) return;
+    if (this.channel.state === 'connecting' && connectVersion === 5) {
+      this.writeRaw(mqtt.generate({ cmd: 'connack', sessionPresent: false, reasonCode }, { protocolVersion: 5 }));
+    }
     // the channel writes the one log line (client_closed, with the reason)
-    this.channel.disconnect(ReasonCode.MalformedPacket, `malformed packet: ${err.message}`);
-    this.close('malformed_packet');
+    this.channel.disconnect(reasonCode, reason);
+    this.close(reasonCode === ReasonCode.MalformedPacket ? 'malformed_packet' : 'protocol_error');
   }
 
   private tooLarge(remainingLength: number): void {
@@ -152,6 +174,12 @@ export class Connection implements ChannelSink {
 
   send(packet: Packet): boolean {
     if (this.closed) return false;
+    if (this.protocolVersion === 5 && SHORT_ACKS.has(packet.cmd) && (packet as { reasonCode?: number }).reasonCode === undefined) {
+      // MQTT 5 (3.4.2.1): with reason code 0 and no properties an acknowledgement is its
+      // packet ID alone. mqtt-packet writes the long form unless told the code is 0, and
+      // some clients (paho-mqtt 1.6) cannot read a long PUBREL.
+      packet = { ...packet, reasonCode: 0 } as Packet;
+    }
     let buf: Buffer;
     try {
       buf = mqtt.generate(packet, this.generateOptions);
@@ -249,4 +277,18 @@ export class Connection implements ChannelSink {
   get version(): ProtocolVersion {
     return this.protocolVersion;
   }
+}
+
+/**
+ * The reason code for what mqtt-packet's parser refused: Malformed Packet, except where
+ * the spec calls it a Protocol Error (3.8.3.1: Maximum QoS 3, Retain Handling 3), and an
+ * AUTH of Remaining Length 0, which mqtt-packet cannot read but is well formed (3.15.2.1):
+ * it carries no Authentication Method, and none was agreed [MQTT-4.12.0-7].
+ */
+function parseErrorReasonCode(err: Error, partial: { cmd?: string; length: number }, version: ProtocolVersion): number {
+  if (err.message === 'Invalid subscribe QoS, must be <= 2' || err.message === 'Invalid retain handling, must be <= 2') {
+    return ReasonCode.ProtocolError;
+  }
+  if (version === 5 && partial.cmd === 'auth' && partial.length === 0) return ReasonCode.ProtocolError;
+  return ReasonCode.MalformedPacket;
 }

@@ -52,6 +52,10 @@ export class WsListener implements Listener {
         const raw = req.socket as net.Socket;
         raw.setNoDelay(true);
         const stream = createWebSocketStream(ws);
+        // When the WebSocket closes (a close frame, or a TCP connection that died) the stream
+        // only ends its readable side and never emits 'close' unless our side had finished
+        // first. MQTT has no half-close: end it all, so the session ends and the will is due.
+        stream.once('end', () => stream.destroy());
         accept(stream, {
           transport: this.transport,
           listener: this.options.name,
