@@ -44,7 +44,7 @@ export class Broker implements ChannelContext {
   readonly stats: ChannelStats = {
     messagesIn: 0,
     messagesOut: 0,
-    dropped: { queueFull: 0, expired: 0, tooLarge: 0, publishFailed: 0 },
+    dropped: { queueFull: 0, expired: 0, tooLarge: 0, publishFailed: 0, slowConsumer: 0 },
     protocolErrors: 0,
   };
   private readonly ids: MessageIdFactory;

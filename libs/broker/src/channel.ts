@@ -21,7 +21,7 @@ import type {
   Packet,
 } from 'mqtt-packet';
 import type { Authenticator, ClientInfo } from './auth.js';
-import type { Delivery } from './delivery.js';
+import { seenKey, type Delivery } from './delivery.js';
 import type { BrokerLog } from './log.js';
 import { isExpired, remainingExpirySeconds, type Message, type MessageProperties } from './message.js';
 import type { BrokerOptions } from './options.js';
@@ -44,6 +44,8 @@ export interface ChannelSink {
   setProtocolVersion(version: ProtocolVersion): void;
   /** Largest packet the client accepts (MQTT 5 Maximum Packet Size). */
   setMaxOutgoingPacketSize(bytes: number): void;
+  /** True while the client has more unread output than it may (a slow consumer). */
+  readonly congested: boolean;
 }
 
 /** The node services a channel uses (the Broker implements it). */
@@ -66,7 +68,7 @@ export interface ChannelStats {
   messagesIn: number;
   messagesOut: number;
   /** Deliveries dropped: queue full, expired, too large for the client, or refused by the bus. */
-  dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number };
+  dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number; slowConsumer: number };
   protocolErrors: number;
 }
 
@@ -463,10 +465,10 @@ export class Channel implements LiveChannel {
   // -------------------------------------------------------------- publish out
 
   /** A message for this client from the router (or a buffer replay). */
-  deliver(message: Message, delivery: Delivery): void {
+  deliver(message: Message, delivery: Delivery, shared?: string): void {
     const session = this.session;
     if (session === undefined) return;
-    if (delivery.qos > 0 && !session.markSeen(message.id)) return;
+    if (delivery.qos > 0 && !session.markSeen(seenKey(message, shared))) return;
     if (this.state !== 'connected') {
       session.queue.push({ message, ...delivery });
       return;
@@ -476,7 +478,10 @@ export class Channel implements LiveChannel {
       return;
     }
     if (delivery.qos === 0) {
-      this.sendPublish(message, 0, delivery.retain, delivery.subscriptionIds, undefined, false);
+      // a client that does not keep up loses QoS 0 messages, not its connection; QoS 1/2
+      // are bounded by its Receive Maximum and queued
+      if (this.sink.congested) this.ctx.stats.dropped.slowConsumer++;
+      else this.sendPublish(message, 0, delivery.retain, delivery.subscriptionIds, undefined, false);
       return;
     }
     if (session.queue.length > 0 || session.inflight.size >= this.sendQuota) {

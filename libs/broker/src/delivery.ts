@@ -10,6 +10,15 @@ export interface Delivery {
 }
 
 /**
+ * What a session remembers to deliver a message once. The copy a shared subscription
+ * (`shared`: its `$share/{group}/{filter}`) sends is a copy of its own, on top of the one
+ * the client's ordinary subscriptions get (MQTT 5 section 4.8.2).
+ */
+export function seenKey(message: Message, shared: string | undefined): string {
+  return shared === undefined ? message.id : `${message.id} ${shared}`;
+}
+
+/**
  * Folds one matching subscription into a delivery. Overlapping subscriptions give one
  * delivery with the maximum granted QoS and every subscription identifier
  * [MQTT-3.3.4-2, MQTT-3.3.4-3]; retain is kept if any subscription has Retain As Published.

@@ -10,7 +10,8 @@ export interface Subscriber {
   readonly clientId: string;
   /** False for a detached persistent session whose client is offline. */
   readonly online: boolean;
-  deliver(message: Message, delivery: Delivery): void;
+  /** `shared`: the `$share/{group}/{filter}` this copy is for; absent for ordinary subscriptions. */
+  deliver(message: Message, delivery: Delivery, shared?: string): void;
 }
 
 /** One bus subscription of this node, shared by every local subscription with the same key. */
@@ -194,13 +195,14 @@ export class LocalRouter {
     chosen ??= members[group.next++ % members.length];
     if (chosen === undefined) return;
     const delivery = addMatch(undefined, chosen[1], message, chosen[0]);
-    if (delivery !== undefined) this.deliverTo(chosen[0], message, delivery);
+    if (delivery !== undefined) this.deliverTo(chosen[0], message, delivery, key);
   }
 
-  private deliverTo(clientId: string, message: Message, delivery: Delivery): void {
+  private deliverTo(clientId: string, message: Message, delivery: Delivery, shared?: string): void {
     const subscriber = this.subscribers.get(clientId);
     if (subscriber === undefined) return;
     this.stats.deliveries++;
-    subscriber.deliver(message, delivery);
+    if (shared === undefined) subscriber.deliver(message, delivery);
+    else subscriber.deliver(message, delivery, shared);
   }
 }

@@ -1,5 +1,5 @@
 import type { ProtocolVersion } from '@fleetmq/protocol';
-import type { Delivery } from './delivery.js';
+import { seenKey, type Delivery } from './delivery.js';
 import type { LocalRouter, Subscriber } from './local-router.js';
 import type { Message } from './message.js';
 import type { OfflineQueue } from './ports/offline-queue.js';
@@ -115,8 +115,8 @@ class OpeningSubscriber implements Subscriber {
   get clientId(): string {
     return this.session.clientId;
   }
-  deliver(message: Message, delivery: Delivery): void {
-    if (delivery.qos > 0 && !this.session.markSeen(message.id)) return;
+  deliver(message: Message, delivery: Delivery, shared?: string): void {
+    if (delivery.qos > 0 && !this.session.markSeen(seenKey(message, shared))) return;
     this.session.queue.push({ message, ...delivery });
   }
 }
@@ -182,8 +182,9 @@ export class SessionRegistry {
       this.live.delete(clientId);
       this.stats.takeovers++;
       log.info({ clientId, cleanStart }, 'session_taken_over');
-      if (cleanStart) {
-        // the old session ends: its will is due now [MQTT-3.1.2-8, will delay ends with the session]
+      if (cleanStart || taken.session.expiryInterval === 0) {
+        // the old session ends (asked for, or it ended with its connection): its will is due
+        // now [MQTT-3.1.2-8], a will delay ends with the session [MQTT-3.1.3-9]
         if (taken.will !== undefined) this.fireWill(clientId, taken.will);
         await this.discardState(taken.session, claim.epoch);
       } else {
@@ -193,8 +194,12 @@ export class SessionRegistry {
       }
     } else if (detached !== undefined) {
       this.detached.delete(clientId);
-      detached.clearTimers(); // a new connection cancels a delayed will [MQTT-3.1.3-9]
+      detached.clearTimers(); // a new connection to the session cancels a delayed will [MQTT-3.1.3-9]
       if (cleanStart) {
+        // ...but a clean start ends the session instead, and a will still pending is due now
+        const will = detached.session.will;
+        detached.session.will = undefined;
+        if (will !== undefined) this.fireWill(clientId, will);
         router.detach(detached);
         await detached.flush();
         await this.discardState(detached.session, claim.epoch);

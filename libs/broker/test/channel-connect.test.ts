@@ -422,13 +422,14 @@ describe('authentication', () => {
   });
 });
 
-describe('will message', () => {
-  async function watcher(h: ReturnType<typeof harness>, filter = 'will/#') {
-    const w = await h.connect({ clientId: `watch-${filter}` });
-    await w.subscribe({ topic: filter, qos: 2, rap: true });
-    return w;
-  }
+/** A client subscribed to the will topics, to see which wills are published. */
+async function watcher(h: ReturnType<typeof harness>, filter = 'will/#') {
+  const w = await h.connect({ clientId: `watch-${filter}` });
+  await w.subscribe({ topic: filter, qos: 2, rap: true });
+  return w;
+}
 
+describe('will message', () => {
   it('[MQTT-3.2.2-12] v5: a Will QoS above the server Maximum QoS is refused with 0x9B', async () => {
     const h = harness({ options: { maximumQoS: 1 } });
     const c = h.client();
@@ -594,6 +595,28 @@ describe('will message', () => {
     expect(w.publishes()).toEqual([]);
   });
 
+  it('(3.1.3.2.2) v5: a clean-start reconnect during the will delay ends the session, and the will is published', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const h = harness();
+    const w = await watcher(h);
+    const c = await h.connect({
+      clientId: 'restart',
+      properties: { sessionExpiryInterval: 60 },
+      will: { topic: 'will/restart', payload: 'ended-by-clean-start', properties: { willDelayInterval: 30 } },
+    });
+    await c.drop();
+    vi.advanceTimersByTime(1_000);
+    await settle();
+    expect(w.publishes()).toEqual([]);
+    const again = await h.connect({ clientId: 'restart', clean: true });
+    expect(again.channel.state).toBe('connected');
+    await settle();
+    expect(payloads(w.publishes())).toEqual(['ended-by-clean-start']);
+    vi.advanceTimersByTime(60_000);
+    await settle();
+    expect(w.publishes()).toEqual([]);
+  });
+
   it('(3.1.3.2.2) v5: the will is published when the session ends, if that is before the will delay', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     const h = harness();
@@ -617,6 +640,34 @@ describe('will message', () => {
 });
 
 describe('takeover', () => {
+  it('[MQTT-3.1.2-8] v5: taking over a session with expiry 0 finds no session, and the old will is published', async () => {
+    const h = harness();
+    const w = await watcher(h);
+    const first = await h.connect({ clientId: 'brief', will: { topic: 'will/brief', payload: 'gone' } });
+    await first.subscribe('brief/t', { qos: 1 });
+    const second = h.client();
+    const connack = await second.connect({ clientId: 'brief', clean: false, properties: { sessionExpiryInterval: 60 } });
+    expect(first.next('disconnect').reasonCode).toBe(ReasonCode.SessionTakenOver);
+    // the old session ended with its connection: nothing to resume [MQTT-3.2.2-2]
+    expect(connack.sessionPresent).toBe(false);
+    await settle();
+    expect(payloads(w.publishes())).toEqual(['gone']);
+    const pub = await h.connect({ clientId: 'pub' });
+    await pub.publish('brief/t', 'hello', { qos: 1 });
+    expect(second.publishes()).toEqual([]);
+  });
+
+  it('[MQTT-3.1.2-8] (3.1.1) taking over a clean-session connection with clean session 0 finds no session', async () => {
+    const h = harness();
+    const w = await watcher(h);
+    await h.connect({ clientId: 'brief4', protocolVersion: 4, clean: true, will: { topic: 'will/brief4', payload: 'gone4' } });
+    const second = h.client();
+    const connack = await second.connect({ clientId: 'brief4', protocolVersion: 4, clean: false });
+    expect(connack.sessionPresent).toBe(false);
+    await settle();
+    expect(payloads(w.publishes())).toEqual(['gone4']);
+  });
+
   it('[MQTT-3.1.4-3] v5: a second connection with the same client ID closes the first with DISCONNECT 0x8E', async () => {
     const h = harness();
     const first = await h.connect({ clientId: 'dup' });

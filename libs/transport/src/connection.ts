@@ -7,14 +7,24 @@ import { checkPacket } from './packet-rules.js';
 export interface ConnectionOptions {
   /** Largest packet accepted from the client, bytes (whole packet, fixed header included). */
   readonly maxPacketSize: number;
-  /** Bytes the client may leave unread before it is disconnected. */
+  /**
+   * Bytes the client may leave unread. Above it the client is congested: it loses QoS 0
+   * messages, and is disconnected when it stays above for `slowConsumerTimeout` ms or
+   * reaches four times the limit.
+   */
   readonly outputBufferLimit: number;
+  /** Milliseconds a client may stay congested before it is disconnected (default 30 s). */
+  readonly slowConsumerTimeout?: number;
   /** Milliseconds to wait for CONNECT. */
   readonly connectTimeout: number;
 }
 
 /** Acknowledgements that have a short MQTT 5 form (packet ID only). */
 const SHORT_ACKS: ReadonlySet<string> = new Set(['puback', 'pubrec', 'pubrel', 'pubcomp']);
+
+/** Unread output beyond this many times outputBufferLimit closes the connection at once. */
+const HARD_LIMIT_FACTOR = 4;
+const DEFAULT_SLOW_CONSUMER_TIMEOUT = 30_000;
 
 /** Packets parsed while the channel is busy; past this many the socket stops being read. */
 const PENDING_HIGH_WATER = 64;
@@ -42,6 +52,7 @@ export class Connection implements ChannelSink {
   private keepAliveMs = 0;
   private lastActivity = Date.now();
   private timer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
   private closeReason = 'client_closed';
   private readonly log: BrokerLog;
   bytesIn = 0;
@@ -204,16 +215,35 @@ export class Connection implements ChannelSink {
     }
     this.bytesOut += buf.length;
     this.stream.write(buf);
-    if (this.stream.writableLength > this.options.outputBufferLimit) {
-      // the client does not read: it may not grow our memory without bound
-      this.log.info(
-        { clientId: this.channel.clientId, buffered: this.stream.writableLength },
-        'output_buffer_limit_exceeded',
-      );
-      this.closeReason = 'output_buffer_limit';
-      this.closed = true;
-      this.stream.destroy();
+    const buffered = this.stream.writableLength;
+    if (buffered <= this.options.outputBufferLimit) return;
+    if (buffered > HARD_LIMIT_FACTOR * this.options.outputBufferLimit) {
+      // memory per connection is bounded, whatever the client does
+      this.dropSlowConsumer(buffered);
+    } else if (this.stallTimer === undefined) {
+      // a burst (retained messages, a drained queue) is fine if the client reads it in time
+      this.stallTimer = setTimeout(() => {
+        this.stallTimer = undefined;
+        if (this.congested) this.dropSlowConsumer(this.stream.writableLength);
+      }, this.options.slowConsumerTimeout ?? DEFAULT_SLOW_CONSUMER_TIMEOUT);
+      this.stallTimer.unref();
+      this.stream.once('drain', () => {
+        clearTimeout(this.stallTimer);
+        this.stallTimer = undefined;
+      });
     }
+  }
+
+  get congested(): boolean {
+    return this.stream.writableLength > this.options.outputBufferLimit;
+  }
+
+  private dropSlowConsumer(buffered: number): void {
+    if (this.closed) return;
+    this.log.info({ clientId: this.channel.clientId, buffered }, 'output_buffer_limit_exceeded');
+    this.closeReason = 'output_buffer_limit';
+    this.closed = true;
+    this.stream.destroy();
   }
 
   close(reason: string): void {
@@ -269,6 +299,7 @@ export class Connection implements ChannelSink {
   private onClose(): void {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
     this.timer = undefined;
     this.channel.handleClosed(this.closeReason);
     this.broker.releaseChannel(this.channel);

@@ -153,11 +153,11 @@ describe('output buffer limit', () => {
     });
   }
 
-  it('drops a client that does not read once its unread output passes the limit', async () => {
+  it('drops a client that stays above the limit for slowConsumerTimeout, and spares one that reads', async () => {
     const broker = makeBroker();
     const outputBufferLimit = 16 * 1024;
     const stuck = neverReads();
-    const slow = new Connection(stuck, memoryInfo, broker, { ...defaultConnectionOptions, outputBufferLimit }, silentLog);
+    const slow = new Connection(stuck, memoryInfo, broker, { ...defaultConnectionOptions, outputBufferLimit, slowConsumerTimeout: 300 }, silentLog);
     stuck.push(connectBytes(4, { clientId: 'slow-reader' }));
     stuck.push(subscribeBytes(4, [{ topic: 'flood', qos: 0 }]));
 
@@ -180,6 +180,9 @@ describe('output buffer limit', () => {
 
     await vi.waitFor(() => expect(stuck.destroyed).toBe(true), { timeout: 2000 });
     expect(slow.bytesOut).toBeGreaterThan(outputBufferLimit);
+    // while congested it lost QoS 0 messages instead of buffering them
+    expect(slow.bytesOut).toBeLessThan(outputBufferLimit + 2 * 1100);
+    expect(broker.stats.dropped.slowConsumer).toBeGreaterThan(0);
     expect(await reader.client.packetsOrClose(messages, 2000)).toBe(true);
     expect(reader.client.take().filter((p) => p.cmd === 'publish')).toHaveLength(messages);
     expect(reader.client.closed).toBe(false);
@@ -187,6 +190,39 @@ describe('output buffer limit', () => {
     await vi.waitFor(() => expect(broker.connectionCount).toBe(2));
     reader.client.destroy();
     publisher.client.destroy();
+  });
+});
+
+describe('slow consumers', () => {
+  it('a burst above the limit that the client then reads is not a reason to disconnect', async () => {
+    const broker = makeBroker();
+    const outputBufferLimit = 64 * 1024;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let written = 0;
+    // a client that reads nothing for a moment, then everything
+    const stream = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        written += chunk.length;
+        void gate.then(() => callback());
+      },
+    });
+    const conn = new Connection(stream, memoryInfo, broker, { ...defaultConnectionOptions, outputBufferLimit, slowConsumerTimeout: 1000 }, silentLog);
+    stream.push(connectBytes(4, { clientId: 'bursty' }));
+    await vi.waitFor(() => expect(conn.channel.state).toBe('connected'));
+    // 100 retained QoS 1 messages of 2 KiB: more than the limit, less than four times it
+    for (let i = 0; i < 100; i++) {
+      await broker.publish({ id: `m${i}`, topic: `burst/${i}`, payload: Buffer.alloc(2048, i), qos: 1, retain: true, createdAt: Date.now() });
+    }
+    stream.push(subscribeBytes(4, [{ topic: 'burst/#', qos: 0 }]));
+    await vi.waitFor(() => expect(conn.congested).toBe(true));
+    release();
+    await vi.waitFor(() => expect(conn.congested).toBe(false));
+    await sleep(1100); // past the timeout
+    expect(stream.destroyed).toBe(false);
+    expect(written).toBeGreaterThan(100 * 2048);
+    stream.destroy();
   });
 });
 

@@ -38,6 +38,7 @@ const mqttSchema = z.strictObject({
   maxClientIdLength: z.number().int().min(23).max(65535).default(d.maxClientIdLength),
   connectTimeout: z.number().int().min(100).default(10_000),
   outputBufferLimit: z.number().int().min(65_536).default(4 * 1024 * 1024),
+  slowConsumerTimeout: z.number().int().min(100).default(30_000),
 });
 
 /** A list given as YAML sequence or as one comma-separated string (environment variables). */

@@ -60,6 +60,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
   const connectionOptions = {
     maxPacketSize: mqtt.maxPacketSize,
     outputBufferLimit: mqtt.outputBufferLimit,
+    slowConsumerTimeout: mqtt.slowConsumerTimeout,
     connectTimeout: mqtt.connectTimeout,
   };
   const connectionLog = brokerLog.child({ component: 'connection' });

@@ -46,6 +46,8 @@ export type PacketOf<C extends Cmd> = Extract<Packet, { cmd: C }>;
 
 /** A ChannelSink that records what the channel asks of its connection. */
 export class RecordingSink implements ChannelSink {
+  /** Set by a test to play a client that does not read. */
+  congested = false;
   /** Every packet sent (encodable and within the client's maximum), in order. */
   readonly sent: Packet[] = [];
   /** Packets refused because they exceed the client's Maximum Packet Size. */
