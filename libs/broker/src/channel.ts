@@ -1,5 +1,6 @@
 import {
   ConnackReturnCode,
+  MqttError,
   ProtocolLimits,
   ReasonCode,
   hasWildcard,
@@ -82,6 +83,15 @@ export interface ConnectionInfo {
 }
 
 const NEVER = ProtocolLimits.sessionExpiryNever;
+
+/** Refusals of one message that PUBACK/PUBREC can carry (MQTT 5 section 3.4.2.1). */
+const PUBACK_REFUSALS: ReadonlySet<number> = new Set([
+  ReasonCode.ImplementationSpecificError,
+  ReasonCode.NotAuthorized,
+  ReasonCode.TopicNameInvalid,
+  ReasonCode.QuotaExceeded,
+  ReasonCode.PayloadFormatInvalid,
+]);
 
 /**
  * The per-connection MQTT state machine (after emqx_channel): it takes packets in,
@@ -431,25 +441,27 @@ export class Channel implements LiveChannel {
           this.sink.send({ cmd: 'pubrec', messageId: packetId });
         }
       },
-      (err: unknown) => {
-        this.ctx.stats.dropped.publishFailed++;
-        this.log.warn({ err, topic }, 'publish_refused');
-        if (v5) {
-          // refused, never acknowledged: the client keeps it and may retry (DESIGN invariant 8)
-          const reasonCode = ReasonCode.ImplementationSpecificError;
-          // reason strings only when the client asked for problem information [MQTT-3.1.2-29]
-          const properties = this.requestProblemInfo ? { reasonString: 'message could not be accepted' } : undefined;
-          this.sink.send({
-            cmd: qos === 1 ? 'puback' : 'pubrec',
-            messageId: packetId,
-            reasonCode,
-            ...(properties !== undefined ? { properties } : {}),
-          });
-        } else {
-          this.closeWith(ReasonCode.ServerUnavailable, 'publish could not be accepted', false);
-        }
-      },
+      (err: unknown) => this.refusePublish(err, qos, packetId, topic),
     );
+  }
+
+  /**
+   * A QoS 1/2 message the node could not make durable: never acknowledged as accepted
+   * (DESIGN invariant 8). A backend outage closes the connection (5.0: 0x89 Server busy) so
+   * the client keeps the message and resends it once it is back; a refusal of this one
+   * message (quota, topic) is a PUBACK/PUBREC with the reason code.
+   */
+  private refusePublish(err: unknown, qos: 1 | 2, packetId: number, topic: string): void {
+    this.ctx.stats.dropped.publishFailed++;
+    const code = err instanceof MqttError && PUBACK_REFUSALS.has(err.reasonCode) ? err.reasonCode : undefined;
+    if (code === undefined || this.protocolVersion !== 5) {
+      this.log.warn({ err, topic }, 'publish_refused');
+      this.closeWith(ReasonCode.ServerBusy, 'message could not be accepted, try again', true);
+      return;
+    }
+    // reason strings only when the client asked for problem information [MQTT-3.1.2-29]
+    const properties = this.requestProblemInfo ? { reasonString: (err as Error).message } : undefined;
+    this.sink.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: packetId, reasonCode: code, ...(properties !== undefined ? { properties } : {}) });
   }
 
   private handlePubrel(packetId: number): void {

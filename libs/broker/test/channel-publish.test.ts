@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ReasonCode } from '@fleetmq/protocol';
+import { QuotaExceededError, ReasonCode } from '@fleetmq/protocol';
 import { payloads, settle, useHarness, type Harness } from './support/harness.js';
 
 const harness = useHarness();
@@ -52,31 +52,27 @@ describe('PUBLISH from a client', () => {
     publish.mockRestore();
   });
 
-  it('v5: a message the bus refuses gets PUBACK 0x83 with a reason string, never a success', async () => {
+  it('DESIGN invariant 8: v5: while the bus is down a QoS 1 message is not acknowledged: DISCONNECT 0x89', async () => {
     const h = harness();
     const pub = await h.connect({ clientId: 'pub' });
     await h.ports.bus.close();
-    await pub.publish('t/a', 'lost', { qos: 1, messageId: 7 });
-    const ack = pub.next('puback');
-    expect(ack.messageId).toBe(7);
-    expect(ack.reasonCode).toBe(ReasonCode.ImplementationSpecificError);
-    expect(ack.properties?.reasonString).toEqual(expect.any(String));
+    await pub.publish('t/a', 'kept-by-client', { qos: 1, messageId: 7 });
+    // no PUBACK of any kind: the client still holds the message and resends it after reconnecting
+    const disconnect = pub.next('disconnect');
+    expect(disconnect.reasonCode).toBe(ReasonCode.ServerBusy);
+    expect(pub.drain()).toEqual([]);
+    expect(pub.closed).toBe(true);
     expect(h.broker.stats.dropped.publishFailed).toBe(1);
-    await pub.publish('t/a', 'lost2', { qos: 2, messageId: 8 });
-    const rec = pub.next('pubrec');
-    expect(rec.reasonCode).toBe(ReasonCode.ImplementationSpecificError);
-    // [MQTT-4.3.3-9] a refused QoS 2 id is free: it is not awaiting PUBREL
-    expect(pub.channel.session!.awaitingRel.has(8)).toBe(false);
   });
 
-  it('[MQTT-3.1.2-29] v5: Request Problem Information 0 suppresses the reason string on PUBACK', async () => {
+  it('DESIGN invariant 8: v5: the same for QoS 2: no PUBREC, DISCONNECT 0x89, nothing awaiting PUBREL', async () => {
     const h = harness();
-    const pub = await h.connect({ clientId: 'quiet', properties: { requestProblemInformation: false } });
+    const pub = await h.connect({ clientId: 'pub2', clean: false, properties: { sessionExpiryInterval: 60 } });
     await h.ports.bus.close();
-    await pub.publish('t/a', 'x', { qos: 1 });
-    const ack = pub.next('puback');
-    expect(ack.reasonCode).toBe(ReasonCode.ImplementationSpecificError);
-    expect(ack.properties?.reasonString).toBeUndefined();
+    await pub.publish('t/a', 'x', { qos: 2, messageId: 8 });
+    expect(pub.next('disconnect').reasonCode).toBe(ReasonCode.ServerBusy);
+    expect(pub.drain()).toEqual([]);
+    expect(pub.channel.session!.awaitingRel.has(8)).toBe(false);
   });
 
   it('DESIGN invariant 8: 3.1.1 cannot carry a refusal, so the connection closes instead of acknowledging', async () => {
@@ -88,12 +84,47 @@ describe('PUBLISH from a client', () => {
     expect(pub.closed).toBe(true);
   });
 
-  it('DESIGN invariant 1: a retained QoS 1 message is not acknowledged when the retained store refuses it', async () => {
+  it('DESIGN invariant 1: a retained QoS 1 message is not acknowledged when the retained store is down', async () => {
     const h = harness();
     const pub = await h.connect({ clientId: 'pub' });
     await h.ports.retained.close();
     await pub.publish('t/a', 'keep', { qos: 1, retain: true });
-    expect(pub.next('puback').reasonCode).toBe(ReasonCode.ImplementationSpecificError);
+    expect(pub.next('disconnect').reasonCode).toBe(ReasonCode.ServerBusy);
+    expect(pub.drain()).toEqual([]);
+  });
+
+  it('v5: a refusal of this one message (quota) is PUBACK/PUBREC with its reason code and a reason string', async () => {
+    const h = harness();
+    const pub = await h.connect({ clientId: 'pubq' });
+    h.ports.retained.set = () => Promise.reject(new QuotaExceededError('retained message too large for the store'));
+    await pub.publish('t/a', 'big', { qos: 1, retain: true, messageId: 3 });
+    const ack = pub.next('puback');
+    expect(ack).toMatchObject({ messageId: 3, reasonCode: ReasonCode.QuotaExceeded });
+    expect(ack.properties?.reasonString).toBe('retained message too large for the store');
+    await pub.publish('t/a', 'big', { qos: 2, retain: true, messageId: 4 });
+    expect(pub.next('pubrec')).toMatchObject({ messageId: 4, reasonCode: ReasonCode.QuotaExceeded });
+    // [MQTT-4.3.3-9] a refused QoS 2 id is free: it is not awaiting PUBREL
+    expect(pub.channel.session!.awaitingRel.has(4)).toBe(false);
+    expect(pub.closed).toBe(false);
+  });
+
+  it('[MQTT-3.1.2-29] v5: Request Problem Information 0 suppresses the reason string on PUBACK', async () => {
+    const h = harness();
+    const pub = await h.connect({ clientId: 'quiet', properties: { requestProblemInformation: false } });
+    h.ports.retained.set = () => Promise.reject(new QuotaExceededError('too large'));
+    await pub.publish('t/a', 'x', { qos: 1, retain: true });
+    const ack = pub.next('puback');
+    expect(ack.reasonCode).toBe(ReasonCode.QuotaExceeded);
+    expect(ack.properties?.reasonString).toBeUndefined();
+  });
+
+  it('3.1.1: a refusal of one message closes the connection (3.1.1 PUBACK has no reason code)', async () => {
+    const h = harness();
+    const pub = await h.connect({ clientId: 'pubq4', protocolVersion: 4 });
+    h.ports.retained.set = () => Promise.reject(new QuotaExceededError('too large'));
+    await pub.publish('t/a', 'x', { qos: 1, retain: true });
+    expect(pub.drain()).toEqual([]);
+    expect(pub.closed).toBe(true);
   });
 
   it('[MQTT-4.3.3-8] QoS 2 is acknowledged with PUBREC and [MQTT-4.3.3-11] PUBREL with PUBCOMP', async () => {
