@@ -1,1 +1,3 @@
-export {};
+export * from './subject-codec.js';
+export * from './envelope.js';
+export * from './nats-message-bus.js';
