@@ -13,7 +13,8 @@ import {
   MemorySessionOwnership,
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
-import type { BrokerPorts, RetainedStore } from '@fleetmq/broker';
+import { NatsMessageBus } from '@fleetmq/adapter-nats';
+import type { BrokerLog, BrokerPorts, MessageBus, RetainedStore } from '@fleetmq/broker';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -49,12 +50,27 @@ async function retainedStore(config: EdgeConfig, log: Logger): Promise<RetainedS
 }
 
 /**
+ * NATS when configured: the node starts even while NATS is down, reports not ready, and
+ * connects (and reconnects) in the background.
+ */
+function messageBus(config: EdgeConfig, log: Logger): MessageBus {
+  const nats = config.cluster.nats;
+  if (nats === undefined) return new MemoryMessageBus();
+  return NatsMessageBus.create({
+    servers: nats.servers,
+    name: config.nodeId,
+    reconnect: { waitMs: nats.reconnectTimeWait },
+    log: log as unknown as BrokerLog,
+  });
+}
+
+/**
  * The ports the config asks for: a backend where one is configured, the in-process
  * adapter where not (the embedded default, one node alone).
  */
 export async function openPorts(config: EdgeConfig, log: Logger): Promise<BrokerPorts> {
   return {
-    bus: new MemoryMessageBus(),
+    bus: messageBus(config, log),
     ownership: new MemorySessionOwnership(),
     sessions: new MemorySessionStore(),
     offlineQueue: new MemoryOfflineQueue({

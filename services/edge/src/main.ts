@@ -8,6 +8,8 @@ import type { Logger } from './logger.js';
 export interface RunningNode {
   readonly broker: Broker;
   readonly listeners: readonly Listener[];
+  /** Listeners open and every backend reachable (the readiness probe of the ops milestone). */
+  ready(): boolean;
   /** Where each listener ended up (port 0 picks a free port). */
   addresses(): { name: string; host: string; port: number }[];
   stop(): Promise<void>;
@@ -86,6 +88,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     broker,
     listeners: started,
     addresses: () => started.map((l) => ({ name: l.name, ...l.address() })),
+    ready: () => stopping === undefined && ports.bus.ready,
     stop() {
       stopping ??= (async () => {
         log.info({ nodeId: config.nodeId }, 'node_stopping');
