@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useTestNode } from '../support/node.js';
 import {
   Inbox,
   MosquittoSub,
@@ -17,13 +17,7 @@ import {
 // different clients.
 
 describe('mixed clients interop', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode();
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode();
   afterEach(async () => {
     killSpawned();
     await endMqttClients();

@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useTestNode } from '../support/node.js';
 import {
   Inbox,
   LineProcess,
@@ -19,13 +19,7 @@ import {
 const VERSIONS: MosquittoVersion[] = ['mqttv31', 'mqttv311', 'mqttv5'];
 
 describe('mosquitto clients interop', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode();
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode();
   afterEach(async () => {
     killSpawned();
     await endMqttClients();
@@ -301,13 +295,7 @@ describe('mosquitto clients interop', () => {
 });
 
 describe('mosquitto clients and a small offline queue (maxQueuedMessages 3)', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode({ mqtt: { maxQueuedMessages: 3, queueDropPolicy: 'drop-oldest' } });
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode({ mqtt: { maxQueuedMessages: 3, queueDropPolicy: 'drop-oldest' } });
   afterEach(() => {
     killSpawned();
   });
@@ -328,13 +316,7 @@ describe('mosquitto clients and a small offline queue (maxQueuedMessages 3)', ()
 });
 
 describe('mosquitto clients and the packet size limit (maxPacketSize 1024)', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode({ mqtt: { maxPacketSize: 1024 } });
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode({ mqtt: { maxPacketSize: 1024 } });
   afterEach(async () => {
     killSpawned();
     await endMqttClients();

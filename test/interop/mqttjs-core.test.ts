@@ -1,6 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { IClientOptions } from 'mqtt';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { useTestNode } from '../support/node.js';
 import { Inbox, connectMqtt, createMqtt, endMqttClients, once } from '../support/clients.js';
 
 // mqtt.js v5 against the embedded node: QoS round trips for every protocol version,
@@ -13,13 +13,7 @@ const VERSIONS = [
 ] as const satisfies readonly { name: string; opts: IClientOptions }[];
 
 describe('mqtt.js interop: QoS, retained messages, WebSocket', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode();
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode();
   afterEach(async () => {
     await endMqttClients();
   });

@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { useTestNode } from '../support/node.js';
 import { Inbox, connectMqtt, createMqtt, endMqttClients, once, quietPeriod, waitUntil, withTimeout } from '../support/clients.js';
 
 // mqtt.js v5 against the embedded node: acknowledgement flow (Receive Maximum, resending
@@ -54,13 +54,7 @@ function heldAcks(): { options: Pick<IClientOptions, 'customHandleAcks'>; releas
 }
 
 describe('mqtt.js interop: acknowledgement flow and subscription options', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode();
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode();
   afterEach(async () => {
     await endMqttClients();
   });

@@ -1,19 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { IConnackPacket, IDisconnectPacket, MqttClient } from 'mqtt';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { useTestNode } from '../support/node.js';
 import { Inbox, connectMqtt, createMqtt, endMqttClients, once, quietPeriod, waitUntil } from '../support/clients.js';
 
 // mqtt.js v5 against the embedded node: wills (killed sockets, will delay), persistent
 // sessions, session takeover, shared subscriptions.
 
 describe('mqtt.js interop: wills, sessions, takeover, shared subscriptions', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode();
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode();
   afterEach(async () => {
     await endMqttClients();
   });

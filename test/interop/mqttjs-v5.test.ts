@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import mqttPacket from 'mqtt-packet';
 import type { IConnackPacket, IDisconnectPacket, IPublishPacket, MqttClient, Packet } from 'mqtt';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { useTestNode } from '../support/node.js';
 import { Inbox, connectMqtt, createMqtt, endMqttClients, once, quietPeriod } from '../support/clients.js';
 
 // mqtt.js v5 against the embedded node: MQTT 5 features (topic aliases, message expiry,
@@ -16,13 +16,7 @@ function recordPackets(client: MqttClient, event: 'packetsend' | 'packetreceive'
 const publishes = (packets: Packet[]): IPublishPacket[] => packets.filter((p): p is IPublishPacket => p.cmd === 'publish');
 
 describe('mqtt.js interop: MQTT 5 features', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode({ mqtt: { topicAliasMaximum: 10 } });
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode({ mqtt: { topicAliasMaximum: 10 } });
   afterEach(async () => {
     await endMqttClients();
   });
@@ -308,13 +302,7 @@ describe('mqtt.js interop: MQTT 5 features', () => {
 });
 
 describe('mqtt.js interop: packet size limits (maxPacketSize 1024)', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode({ mqtt: { maxPacketSize: 1024 } });
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode({ mqtt: { maxPacketSize: 1024 } });
   afterEach(async () => {
     await endMqttClients();
   });

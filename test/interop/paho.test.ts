@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useTestNode } from '../support/node.js';
 import { Inbox, PahoClient, connectMqtt, endMqttClients, killSpawned, quietPeriod, type PahoConnect } from '../support/clients.js';
 
 // Python paho-mqtt 1.6.1 (Debian's /usr/bin/python3) against the embedded node, driven
@@ -9,13 +9,7 @@ const PROTOCOLS = ['3.1', '3.1.1', '5'] as const;
 type Protocol = (typeof PROTOCOLS)[number];
 
 describe('paho-mqtt interop', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode();
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode();
   afterEach(async () => {
     killSpawned();
     await endMqttClients();

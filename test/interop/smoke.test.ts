@@ -1,15 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
-import { startTestNode, type TestNode } from '../support/node.js';
+import { useTestNode } from '../support/node.js';
 
 describe('embedded node with mqtt.js', () => {
-  let t: TestNode;
-  beforeAll(async () => {
-    t = await startTestNode();
-  });
-  afterAll(async () => {
-    await t.stop();
-  });
+  const t = useTestNode();
 
   for (const protocolVersion of [4, 5] as const) {
     it(`delivers a QoS 1 publish over TCP and WebSocket (protocol ${protocolVersion})`, async () => {

@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest';
 import { parseConfig, startNode, createLogger, type RunningNode } from '@fleetmq/edge';
 
 export interface TestNode {
@@ -38,5 +39,41 @@ export async function startTestNode(overrides: { mqtt?: Record<string, unknown>;
     url: `mqtt://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
     stop: () => node.stop(),
+  };
+}
+
+/**
+ * One test node for the enclosing describe block: started before its tests, stopped after.
+ * The returned object reads through to the running node.
+ */
+export function useTestNode(overrides: Parameters<typeof startTestNode>[0] = {}): TestNode {
+  let started: TestNode | undefined;
+  beforeAll(async () => {
+    started = await startTestNode(overrides);
+  });
+  afterAll(async () => {
+    await started?.stop();
+  });
+  const get = (): TestNode => {
+    if (started === undefined) throw new Error('the test node starts in beforeAll: use it inside a test');
+    return started;
+  };
+  return {
+    get node() {
+      return get().node;
+    },
+    get port() {
+      return get().port;
+    },
+    get wsPort() {
+      return get().wsPort;
+    },
+    get url() {
+      return get().url;
+    },
+    get wsUrl() {
+      return get().wsUrl;
+    },
+    stop: () => get().stop(),
   };
 }
