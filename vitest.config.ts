@@ -13,6 +13,7 @@ export default defineConfig({
       '@fleetmq/adapter-memory': pkg('./libs/adapter-memory/src/index.ts'),
       '@fleetmq/adapter-nats': pkg('./libs/adapter-nats/src/index.ts'),
       '@fleetmq/adapter-dynamo': pkg('./libs/adapter-dynamo/src/index.ts'),
+      '@fleetmq/adapter-redis': pkg('./libs/adapter-redis/src/index.ts'),
       '@fleetmq/transport': pkg('./libs/transport/src/index.ts'),
       '@fleetmq/testkit': pkg('./libs/testkit/src/index.ts'),
       '@fleetmq/edge': pkg('./services/edge/src/index.ts'),
