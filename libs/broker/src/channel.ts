@@ -394,6 +394,10 @@ export class Channel implements LiveChannel {
     if (packet.retain && !options.retainAvailable) {
       return this.closeWith(ReasonCode.RetainNotSupported, 'retain not supported', true);
     }
+    if (props?.responseTopic !== undefined && !isValidTopicName(props.responseTopic)) {
+      // [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards
+      return this.closeWith(ReasonCode.ProtocolError, 'response topic with wildcards', true);
+    }
     if (props?.subscriptionIdentifier !== undefined) {
       // [MQTT-3.3.4-6] a client must not send a subscription identifier
       return this.closeWith(ReasonCode.ProtocolError, 'subscription identifier from a client', true);

@@ -414,3 +414,18 @@ describe('DISCONNECT', () => {
     expect(c4.closed).toBe(true);
   });
 });
+
+describe('response topic', () => {
+  it('[MQTT-3.3.2-14] a Response Topic with a wildcard is a protocol error (0x82), and nothing is published', async () => {
+    const h = harness();
+    const sub = await h.connect({ clientId: 'rt-sub' });
+    await sub.subscribe('req/#');
+    const pub = await h.connect({ clientId: 'rt-pub' });
+    await pub.publish('req/a', 'x', { qos: 1, properties: { responseTopic: 'resp/+' } });
+    expect(pub.next('disconnect').reasonCode).toBe(ReasonCode.ProtocolError);
+    expect(pub.closed).toBe(true);
+    await settle();
+    expect(sub.publishes()).toEqual([]);
+  });
+});
+
