@@ -1,1 +1,4 @@
-export {};
+export * from './redis-connection.js';
+export * from './redis-session-ownership.js';
+export * from './redis-node-registry.js';
+export * from './scripts.js';

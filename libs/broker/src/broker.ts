@@ -6,6 +6,7 @@ import { silentLog, type BrokerLog } from './log.js';
 import { MessageIdFactory, type Message } from './message.js';
 import { defaultBrokerOptions, type BrokerOptions } from './options.js';
 import type { MessageBus } from './ports/message-bus.js';
+import type { NodeLink } from './ports/node-link.js';
 import type { OfflineQueue } from './ports/offline-queue.js';
 import type { RetainedStore } from './ports/retained-store.js';
 import type { SessionOwnership } from './ports/session-ownership.js';
@@ -19,6 +20,8 @@ export interface BrokerPorts {
   readonly sessions: SessionStore;
   readonly offlineQueue: OfflineQueue;
   readonly retained: RetainedStore;
+  /** Session takeover between nodes; absent for a node alone. */
+  readonly link?: NodeLink | undefined;
 }
 
 export interface BrokerConfig {
@@ -68,6 +71,7 @@ export class Broker implements ChannelContext {
       offlineQueue: config.ports.offlineQueue,
       limits: { maxQueued: this.options.maxQueuedMessages, dropPolicy: this.options.queueDropPolicy },
       publishWill: (clientId, will) => this.publishWill(clientId, will),
+      link: config.ports.link,
       log: this.log.child({ component: 'registry' }),
     });
   }
@@ -118,6 +122,11 @@ export class Broker implements ChannelContext {
       publisherId: clientId,
       createdAt: now,
     });
+  }
+
+  /** Starts serving other nodes (session takeover); call before accepting clients. */
+  start(): Promise<void> {
+    return this.registry.serve();
   }
 
   /** Disconnects every client (MQTT 5: with the reason code) and stops session timers. */

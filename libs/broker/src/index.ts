@@ -13,3 +13,4 @@ export * from './auth.js';
 export * from './options.js';
 export * from './log.js';
 export * from './broker.js';
+export * from './rendezvous.js';

@@ -79,14 +79,21 @@ export class LocalRouter {
 
   /**
    * Adds a subscription (a plain or a `$share/group/` filter, already validated) and
-   * resolves once the bus delivers what matches it.
+   * resolves once the bus delivers what matches it. When the bus refuses it (NATS down),
+   * the subscription is removed again and the error rethrown: a refused subscription must
+   * not receive what a later subscription of the same filter brings to this node.
    */
   async subscribe(clientId: string, filter: string, options: SubscriptionOptions): Promise<void> {
     const shared = parseSharedFilter(filter);
     if (shared === 'invalid') throw new Error(`invalid shared filter ${filter}`);
     if (shared === null) {
       this.trie.add(filter, clientId, options);
-      await this.ensureInterest(filter, filter, undefined);
+      try {
+        await this.ensureInterest(filter, filter, undefined);
+      } catch (err) {
+        if (this.trie.remove(filter, clientId)) await this.dropInterest(filter);
+        throw err;
+      }
       return;
     }
     let group = this.shared.get(filter);
@@ -95,7 +102,12 @@ export class LocalRouter {
       this.shared.set(filter, group);
     }
     group.members.set(clientId, options);
-    await this.ensureInterest(filter, shared.filter, shared.group);
+    try {
+      await this.ensureInterest(filter, shared.filter, shared.group);
+    } catch (err) {
+      await this.unsubscribe(clientId, filter);
+      throw err;
+    }
   }
 
   async unsubscribe(clientId: string, filter: string): Promise<void> {

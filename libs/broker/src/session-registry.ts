@@ -2,11 +2,12 @@ import type { ProtocolVersion } from '@fleetmq/protocol';
 import { seenKey, type Delivery } from './delivery.js';
 import type { LocalRouter, Subscriber } from './local-router.js';
 import type { Message } from './message.js';
+import type { BufferedDelivery, NodeLink, NodeReply, NodeRequest } from './ports/node-link.js';
 import type { OfflineQueue } from './ports/offline-queue.js';
 import type { SessionOwnership } from './ports/session-ownership.js';
 import type { SessionStore } from './ports/session-store.js';
 import { Session, type SessionLimits } from './session.js';
-import type { WillMessage } from './session-snapshot.js';
+import type { SessionSnapshot, WillMessage } from './session-snapshot.js';
 import type { BrokerLog } from './log.js';
 
 /** The registry's view of a connected channel. */
@@ -121,6 +122,24 @@ class OpeningSubscriber implements Subscriber {
   }
 }
 
+/**
+ * A session being handed to another node: its subscriptions stay open here, and what they
+ * match is buffered until the new owner, subscribed itself, collects it (takeover-end).
+ */
+class HandoverSubscriber implements Subscriber {
+  readonly online = false;
+  readonly buffer: BufferedDelivery[] = [];
+  timer: NodeJS.Timeout | undefined;
+  constructor(readonly session: Session) {}
+  get clientId(): string {
+    return this.session.clientId;
+  }
+  deliver(message: Message, delivery: Delivery, shared?: string): void {
+    if (this.buffer.length >= this.session.queue.limit) return; // bounded like the session's queue
+    this.buffer.push({ message, delivery, shared });
+  }
+}
+
 export interface SessionRegistryDeps {
   readonly nodeId: string;
   readonly router: LocalRouter;
@@ -130,7 +149,14 @@ export interface SessionRegistryDeps {
   readonly limits: SessionLimits;
   readonly publishWill: (clientId: string, will: WillMessage) => Promise<void>;
   readonly log: BrokerLog;
+  /** Takeover between nodes; absent for a node alone. */
+  readonly link?: NodeLink | undefined;
+  /** How long to wait for the old owner of a session to answer (default 2000 ms). */
+  readonly takeoverTimeoutMs?: number;
 }
+
+/** How long an old owner keeps buffering for a new owner that asked for a takeover and went quiet. */
+const HANDOVER_LIMIT_MS = 30_000;
 
 /**
  * Opens, takes over, detaches, expires and discards sessions (after emqx_cm). The only
@@ -139,6 +165,7 @@ export interface SessionRegistryDeps {
 export class SessionRegistry {
   private readonly live = new Map<string, { channel: LiveChannel; epoch: number }>();
   private readonly detached = new Map<string, DetachedSession>();
+  private readonly handovers = new Map<string, HandoverSubscriber>();
   private readonly locks = new Map<string, Promise<unknown>>();
   readonly stats: RegistryStats = {
     takeovers: 0,
@@ -176,7 +203,28 @@ export class SessionRegistry {
 
     const current = this.live.get(clientId);
     const detached = this.detached.get(clientId);
-    if (current !== undefined) {
+    const remote = claim.previous !== null && claim.previous.nodeId !== nodeId ? claim.previous.nodeId : undefined;
+    const taken = remote !== undefined ? await this.beginRemoteTakeover(remote, clientId, claim.epoch) : null;
+    if (remote !== undefined && taken !== null) {
+      // [MQTT-3.1.4-3] the session was held by another node, which closed its client
+      this.stats.takeovers++;
+      const previous = Session.fromSnapshot(taken, limits);
+      previous.will = taken.will;
+      if (cleanStart || taken.expiryInterval === 0) {
+        if (taken.will !== undefined) this.fireWill(clientId, taken.will);
+        await this.endRemoteTakeover(remote, clientId, claim.epoch);
+        await this.discardState(previous, claim.epoch);
+      } else {
+        session = previous;
+        present = true;
+        const opening = new OpeningSubscriber(session);
+        router.attach(opening);
+        // subscribed here before the old owner lets go, so nothing falls between the two
+        for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
+        for (const b of await this.endRemoteTakeover(remote, clientId, claim.epoch)) opening.deliver(b.message, b.delivery, b.shared);
+        await this.restoreQueued(session);
+      }
+    } else if (current !== undefined) {
       // [MQTT-3.1.4-3] a second connection with the same client ID takes the session over
       const taken = current.channel.takeover();
       this.live.delete(clientId);
@@ -351,6 +399,97 @@ export class SessionRegistry {
     session.queue.unshiftAll(stored);
   }
 
+  /** Serves takeover requests from other nodes (call once the node starts). */
+  serve(): Promise<void> {
+    const { link, nodeId } = this.deps;
+    if (link === undefined) return Promise.resolve();
+    return link.serve(nodeId, (request) => this.handleNodeRequest(request));
+  }
+
+  private handleNodeRequest(request: NodeRequest): Promise<NodeReply> {
+    const { clientId } = request;
+    if (request.type === 'takeover-begin') {
+      return this.withLock(clientId, async () => ({ type: 'snapshot', snapshot: await this.handOver(clientId) }));
+    }
+    return this.withLock(clientId, async () => ({ type: 'buffer', deliveries: await this.finishHandover(clientId) }));
+  }
+
+  /** Old owner, takeover-begin: close the client, keep buffering, export the session. */
+  private async handOver(clientId: string): Promise<SessionSnapshot | null> {
+    const { router, log } = this.deps;
+    let session: Session;
+    const current = this.live.get(clientId);
+    const detached = this.detached.get(clientId);
+    if (current !== undefined) {
+      const taken = current.channel.takeover();
+      this.live.delete(clientId);
+      session = taken.session;
+      session.will = taken.will;
+    } else if (detached !== undefined) {
+      this.detached.delete(clientId);
+      detached.clearTimers();
+      router.detach(detached);
+      await detached.flush(); // what it captured is in the offline queue, which the new owner drains
+      session = detached.session;
+    } else {
+      return null;
+    }
+    const handover = new HandoverSubscriber(session);
+    router.attach(handover);
+    this.handovers.set(clientId, handover);
+    handover.timer = setTimeout(() => {
+      // the new owner went quiet: keep what was buffered in the offline queue, let go
+      void this.withLock(clientId, async () => {
+        const left = await this.finishHandover(clientId);
+        const messages = left.filter((b) => b.delivery.qos > 0).map((b) => b.message);
+        if (messages.length > 0) await this.deps.offlineQueue.append(clientId, messages).catch(() => undefined);
+      });
+    }, HANDOVER_LIMIT_MS);
+    handover.timer.unref();
+    log.info({ clientId }, 'session_handed_over');
+    const snapshot = session.toSnapshot(Date.now());
+    // what was queued for the client and not sent travels in the snapshot
+    session.queue.clear();
+    return snapshot;
+  }
+
+  /** Old owner, takeover-end: drop the session here, hand over what was buffered. */
+  private async finishHandover(clientId: string): Promise<BufferedDelivery[]> {
+    const handover = this.handovers.get(clientId);
+    if (handover === undefined) return [];
+    this.handovers.delete(clientId);
+    clearTimeout(handover.timer);
+    const { router } = this.deps;
+    router.detach(handover);
+    for (const filter of handover.session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+    return handover.buffer;
+  }
+
+  /** New owner: ask the previous owner for the session; null when it has none or does not answer. */
+  private async beginRemoteTakeover(nodeId: string, clientId: string, epoch: number): Promise<SessionSnapshot | null> {
+    const { link, log } = this.deps;
+    if (link === undefined) return null;
+    try {
+      const reply = await link.request(nodeId, { type: 'takeover-begin', clientId, epoch }, this.deps.takeoverTimeoutMs ?? 2000);
+      return reply.type === 'snapshot' ? reply.snapshot : null;
+    } catch (err) {
+      // it died (or is gone): the stores hold what it persisted
+      log.info({ clientId, nodeId, err: (err as Error).message }, 'takeover_owner_unreachable');
+      return null;
+    }
+  }
+
+  private async endRemoteTakeover(nodeId: string, clientId: string, epoch: number): Promise<readonly BufferedDelivery[]> {
+    try {
+      const reply = await this.deps.link!.request(nodeId, { type: 'takeover-end', clientId, epoch }, this.deps.takeoverTimeoutMs ?? 2000);
+      return reply.type === 'buffer' ? reply.deliveries : [];
+    } catch (err) {
+      // its buffer goes to the offline queue when it gives up waiting; restoreQueued reads it
+      this.deps.log.warn({ clientId, nodeId, err: (err as Error).message }, 'takeover_end_unanswered');
+      return [];
+    }
+  }
+
   private fireWill(clientId: string, will: WillMessage): void {
     this.stats.willsPublished++;
     this.deps.publishWill(clientId, will).catch((err: unknown) => {
@@ -376,5 +515,6 @@ export class SessionRegistry {
   /** Ends every detached session timer (node shutdown). */
   shutdown(): void {
     for (const d of this.detached.values()) d.clearTimers();
+    for (const h of this.handovers.values()) clearTimeout(h.timer);
   }
 }

@@ -90,6 +90,15 @@ function decodeValue(v: Json): unknown {
   return v;
 }
 
+/** Any plain value with Buffers inside as JSON text (node-to-node messages, stores). */
+export function encodeJson(value: unknown): string {
+  return JSON.stringify(encodeValue(value));
+}
+
+export function decodeJson<T>(text: string): T {
+  return decodeValue(JSON.parse(text) as Json) as T;
+}
+
 export function encodeSnapshot(snapshot: SessionSnapshot): string {
   return JSON.stringify(encodeValue(snapshot));
 }

@@ -13,8 +13,8 @@ import {
   MemorySessionOwnership,
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
-import { NatsMessageBus } from '@fleetmq/adapter-nats';
-import type { BrokerLog, BrokerPorts, MessageBus, RetainedStore } from '@fleetmq/broker';
+import { NatsMessageBus, NatsNodeLink } from '@fleetmq/adapter-nats';
+import type { BrokerLog, BrokerPorts, MessageBus, NodeLink, RetainedStore } from '@fleetmq/broker';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -64,6 +64,13 @@ function messageBus(config: EdgeConfig, log: Logger): MessageBus {
   });
 }
 
+/** Node-to-node requests (session takeover) over NATS; none for a node alone. */
+function nodeLink(config: EdgeConfig, log: Logger): NodeLink | undefined {
+  const nats = config.cluster.nats;
+  if (nats === undefined) return undefined;
+  return new NatsNodeLink({ servers: nats.servers, name: config.nodeId, reconnectTimeWait: nats.reconnectTimeWait, log: log as unknown as BrokerLog });
+}
+
 /**
  * The ports the config asks for: a backend where one is configured, the in-process
  * adapter where not (the embedded default, one node alone).
@@ -78,10 +85,13 @@ export async function openPorts(config: EdgeConfig, log: Logger): Promise<Broker
       dropPolicy: config.mqtt.queueDropPolicy,
     }),
     retained: await retainedStore(config, log),
+    link: nodeLink(config, log),
   };
 }
 
 /** Closes every port; one failing does not keep the others open. */
 export async function closePorts(ports: BrokerPorts): Promise<void> {
-  await Promise.allSettled([ports.bus, ports.ownership, ports.sessions, ports.offlineQueue, ports.retained].map((p) => p.close()));
+  await Promise.allSettled(
+    [ports.link, ports.bus, ports.ownership, ports.sessions, ports.offlineQueue, ports.retained].map((p) => p?.close()),
+  );
 }

@@ -59,6 +59,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     log: brokerLog.child({ component: 'broker' }),
     authenticator: authenticator(config, log),
   });
+  await broker.start();
   const connectionOptions = {
     maxPacketSize: mqtt.maxPacketSize,
     outputBufferLimit: mqtt.outputBufferLimit,

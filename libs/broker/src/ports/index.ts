@@ -3,3 +3,5 @@ export * from './session-ownership.js';
 export * from './session-store.js';
 export * from './offline-queue.js';
 export * from './retained-store.js';
+export * from './node-registry.js';
+export * from './node-link.js';

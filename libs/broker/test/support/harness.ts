@@ -23,6 +23,7 @@ import mqtt, {
 import type { ProtocolVersion, QoS } from '@fleetmq/protocol';
 import {
   MemoryMessageBus,
+  type MemoryNodeLinkHub,
   MemoryOfflineQueue,
   MemoryRetainedStore,
   MemorySessionOwnership,
@@ -314,6 +315,8 @@ export interface HarnessOptions {
   readonly nodeId?: string;
   /** Ports shared with another harness: two nodes of one cluster. */
   readonly ports?: MemoryPorts;
+  /** Takeover between harnesses on one hub (call `await harness.broker.start()` to serve). */
+  readonly linkHub?: MemoryNodeLinkHub;
 }
 
 export interface MemoryPorts {
@@ -343,7 +346,7 @@ export class Harness {
     };
     this.broker = new Broker({
       nodeId: o.nodeId ?? 'test',
-      ports: this.ports,
+      ports: o.linkHub !== undefined ? { ...this.ports, link: o.linkHub.link() } : this.ports,
       options,
       ...(o.authenticator !== undefined ? { authenticator: o.authenticator } : {}),
     });

@@ -4,3 +4,4 @@ export * from './session-ownership.js';
 export * from './session-store.js';
 export * from './offline-queue.js';
 export * from './retained-store.js';
+export * from './node-registry.js';

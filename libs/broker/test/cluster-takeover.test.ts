@@ -1,0 +1,146 @@
+import { describe, expect, it } from 'vitest';
+import { ReasonCode } from '@fleetmq/protocol';
+import { MemoryNodeLinkHub } from '@fleetmq/adapter-memory';
+import type { NodeReply, NodeRequest } from '../src/index.js';
+import { payloads, settle, useHarness } from './support/harness.js';
+
+// Two brokers sharing one set of in-process ports (bus, ownership, stores) and one node link:
+// two nodes of a cluster. DESIGN invariants 2 and 3.
+
+const persistent = { clean: false, properties: { sessionExpiryInterval: 300 } };
+
+describe('session takeover between nodes', () => {
+  const harness = useHarness();
+
+  async function twoNodes() {
+    const hub = new MemoryNodeLinkHub();
+    const a = harness({ nodeId: 'a', linkHub: hub });
+    const b = harness({ nodeId: 'b', ports: a.ports, linkHub: hub });
+    await a.broker.start();
+    await b.broker.start();
+    return { a, b, hub };
+  }
+
+  it('[MQTT-3.1.4-3] a CONNECT on node B closes the client on node A with 0x8E and inherits its session', async () => {
+    const { a, b } = await twoNodes();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    const second = b.client();
+    const connack = await second.connect({ clientId: 'roam', ...persistent });
+    expect(connack.sessionPresent).toBe(true);
+    expect(first.next('disconnect').reasonCode).toBe(ReasonCode.SessionTakenOver);
+    expect(first.closed).toBe(true);
+    expect(b.broker.registry.stats.takeovers).toBe(1);
+    const pub = await a.connect({ clientId: 'pub' });
+    await pub.publish('p/x', 'after', { qos: 1 });
+    await settle();
+    expect(payloads(second.publishes())).toEqual(['after']);
+    expect(first.publishes()).toEqual([]);
+    // node A no longer routes anything for the client
+    expect(a.broker.registry.connectedCount).toBe(1); // only the publisher
+    expect(a.broker.registry.detachedCount).toBe(0);
+  });
+
+  it('what node A sent and the client did not acknowledge is resent by node B with DUP', async () => {
+    const { a, b } = await twoNodes();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    const pub = await a.connect({ clientId: 'pub' });
+    await pub.publish('p/x', 'unacked', { qos: 1 });
+    const [sent] = first.publishes();
+    const second = await b.connect({ clientId: 'roam', ...persistent });
+    const [resent] = second.publishes();
+    expect(resent).toMatchObject({ dup: true, messageId: sent!.messageId, topic: 'p/x' });
+  });
+
+  it('DESIGN invariant 3: a message published between the two steps of the takeover is delivered once', async () => {
+    const hub = new MemoryNodeLinkHub();
+    const a = harness({ nodeId: 'a', linkHub: hub });
+    const b = harness({ nodeId: 'b', ports: a.ports, linkHub: hub });
+    await a.broker.start();
+    await b.broker.start();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    const pub = await a.connect({ clientId: 'pub' });
+    // node A's answer to takeover-begin is followed by a publish before takeover-end
+    const serveA = hub.handlers.get('a')!;
+    const seen: string[] = [];
+    hub.handlers.set('a', async (request: NodeRequest): Promise<NodeReply> => {
+      seen.push(request.type);
+      const reply = await serveA(request);
+      if (request.type === 'takeover-begin') await pub.publish('p/x', 'in-between', { qos: 1 });
+      return reply;
+    });
+    const second = await b.connect({ clientId: 'roam', ...persistent });
+    await settle();
+    expect(seen).toEqual(['takeover-begin', 'takeover-end']);
+    expect(payloads(second.publishes())).toEqual(['in-between']);
+    await pub.publish('p/x', 'after', { qos: 1 });
+    await settle();
+    expect(payloads(second.publishes())).toEqual(['after']);
+  });
+
+  it('a session detached on node A brings what it captured offline to node B, once', async () => {
+    const { a, b } = await twoNodes();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    await first.drop();
+    await settle();
+    expect(a.broker.registry.detachedCount).toBe(1);
+    const pub = await a.connect({ clientId: 'pub' });
+    for (const m of ['o1', 'o2', 'o3']) await pub.publish('p/x', m, { qos: 1 });
+    await settle();
+    const second = b.client();
+    expect((await second.connect({ clientId: 'roam', ...persistent })).sessionPresent).toBe(true);
+    await settle();
+    expect(payloads(second.publishes())).toEqual(['o1', 'o2', 'o3']);
+    expect(a.broker.registry.detachedCount).toBe(0);
+    await pub.publish('p/x', 'o4', { qos: 1 });
+    await settle();
+    expect(payloads(second.publishes())).toEqual(['o4']);
+    expect(await a.ports.offlineQueue.length('roam')).toBe(0);
+  });
+
+  it('[MQTT-3.1.2-8] a clean start on node B ends the session on node A: its will is published once', async () => {
+    const { a, b } = await twoNodes();
+    const watch = await b.connect({ clientId: 'watch' });
+    await watch.subscribe({ topic: 'will/#', qos: 1 });
+    const first = await a.connect({ clientId: 'roam', ...persistent, will: { topic: 'will/roam', payload: 'gone' } });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    const second = b.client();
+    expect((await second.connect({ clientId: 'roam', clean: true })).sessionPresent).toBe(false);
+    await settle();
+    expect(payloads(watch.publishes())).toEqual(['gone']);
+    const pub = await a.connect({ clientId: 'pub' });
+    await pub.publish('p/x', 'nobody', { qos: 1 });
+    await settle();
+    expect(second.publishes()).toEqual([]);
+    expect(await a.ports.sessions.load('roam')).toBeNull();
+  });
+
+  it('an old owner that does not answer (it died): node B resumes from the session store', async () => {
+    const { a, b, hub } = await twoNodes();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    await first.drop(); // the session is saved at detach
+    await settle();
+    hub.handlers.delete('a'); // node A is gone
+    const second = b.client();
+    expect((await second.connect({ clientId: 'roam', ...persistent })).sessionPresent).toBe(true);
+    const pub = await b.connect({ clientId: 'pub' });
+    await pub.publish('p/x', 'from-store', { qos: 1 });
+    await settle();
+    expect(payloads(second.publishes())).toContain('from-store');
+  });
+
+  it('DESIGN invariant 2: each claim raises the epoch, so the newest owner wins', async () => {
+    const { a, b } = await twoNodes();
+    await a.connect({ clientId: 'roam', ...persistent });
+    const e1 = (await a.ports.ownership.owner('roam'))!;
+    await b.connect({ clientId: 'roam', ...persistent });
+    const e2 = (await a.ports.ownership.owner('roam'))!;
+    expect(e1.nodeId).toBe('a');
+    expect(e2.nodeId).toBe('b');
+    expect(e2.epoch).toBeGreaterThan(e1.epoch);
+  });
+});
