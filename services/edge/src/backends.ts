@@ -14,7 +14,8 @@ import {
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
 import { NatsMessageBus, NatsNodeLink } from '@fleetmq/adapter-nats';
-import type { BrokerLog, BrokerPorts, MessageBus, NodeLink, RetainedStore } from '@fleetmq/broker';
+import { RedisSessionOwnership } from '@fleetmq/adapter-redis';
+import type { BrokerLog, BrokerPorts, MessageBus, NodeLink, RetainedStore, SessionOwnership } from '@fleetmq/broker';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -71,6 +72,13 @@ function nodeLink(config: EdgeConfig, log: Logger): NodeLink | undefined {
   return new NatsNodeLink({ servers: nats.servers, name: config.nodeId, reconnectTimeWait: nats.reconnectTimeWait, log: log as unknown as BrokerLog });
 }
 
+/** Client-ID ownership in Redis when configured: one owner per client ID across the cluster. */
+function ownership(config: EdgeConfig, log: Logger): SessionOwnership {
+  const redis = config.cluster.redis;
+  if (redis === undefined) return new MemorySessionOwnership();
+  return new RedisSessionOwnership({ url: redis.url, keyPrefix: redis.keyPrefix, name: config.nodeId, log: log as unknown as BrokerLog });
+}
+
 /**
  * The ports the config asks for: a backend where one is configured, the in-process
  * adapter where not (the embedded default, one node alone).
@@ -78,7 +86,7 @@ function nodeLink(config: EdgeConfig, log: Logger): NodeLink | undefined {
 export async function openPorts(config: EdgeConfig, log: Logger): Promise<BrokerPorts> {
   return {
     bus: messageBus(config, log),
-    ownership: new MemorySessionOwnership(),
+    ownership: ownership(config, log),
     sessions: new MemorySessionStore(),
     offlineQueue: new MemoryOfflineQueue({
       maxLength: config.mqtt.maxQueuedMessages,
@@ -94,4 +102,13 @@ export async function closePorts(ports: BrokerPorts): Promise<void> {
   await Promise.allSettled(
     [ports.link, ports.bus, ports.ownership, ports.sessions, ports.offlineQueue, ports.retained].map((p) => p?.close()),
   );
+}
+
+/** Every backend reachable: the bus says so, and so does any other adapter that knows (`ready`). */
+export function portsReady(ports: BrokerPorts): boolean {
+  if (!ports.bus.ready) return false;
+  for (const port of [ports.ownership, ports.sessions, ports.offlineQueue, ports.retained]) {
+    if ((port as { readonly ready?: boolean }).ready === false) return false;
+  }
+  return true;
 }

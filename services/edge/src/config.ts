@@ -56,6 +56,13 @@ const clusterSchema = z.strictObject({
       reconnectTimeWait: z.number().int().min(10).default(1000),
     })
     .optional(),
+  /** Redis says which node owns each client ID; absent: each node owns what connects to it. */
+  redis: z
+    .strictObject({
+      url: z.string().regex(/^rediss?:\/\//),
+      keyPrefix: z.string().default('fleetmq:'),
+    })
+    .optional(),
 });
 
 const dynamodbSchema = z.strictObject({
@@ -93,6 +100,7 @@ const HINTS: Record<string, string> = {
   'mqtt.maximumQoS': 'use 0, 1 or 2',
   nodeId: 'use 1-64 characters from A-Z a-z 0-9 . _ -',
   'cluster.nats.servers': 'give NATS URLs, e.g. [nats://nats-1:4222, nats://nats-2:4222]',
+  'cluster.redis.url': 'give a URL such as redis://redis:6379 (rediss:// for TLS)',
   'dynamodb.endpoint': 'give a URL such as http://localhost:8000, or remove the key to use AWS',
   'dynamodb.tablePrefix': 'use letters, digits, _ . -',
 };

@@ -1,7 +1,7 @@
 import { Broker, allowAll, type Authenticator, type BrokerLog } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
 import { Connection, TcpListener, WsListener, type Listener } from '@fleetmq/transport';
-import { closePorts, openPorts } from './backends.js';
+import { closePorts, openPorts, portsReady } from './backends.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -89,7 +89,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     broker,
     listeners: started,
     addresses: () => started.map((l) => ({ name: l.name, ...l.address() })),
-    ready: () => stopping === undefined && ports.bus.ready,
+    ready: () => stopping === undefined && portsReady(ports),
     stop() {
       stopping ??= (async () => {
         log.info({ nodeId: config.nodeId }, 'node_stopping');
