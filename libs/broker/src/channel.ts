@@ -1,6 +1,8 @@
 import {
+  BackendUnavailableError,
   ConnackReturnCode,
   MqttError,
+  SessionTakenOverError,
   ProtocolLimits,
   ReasonCode,
   hasWildcard,
@@ -27,7 +29,8 @@ import type { BrokerLog } from './log.js';
 import { isExpired, remainingExpirySeconds, type Message, type MessageProperties } from './message.js';
 import type { BrokerOptions } from './options.js';
 import type { RetainedStore } from './ports/retained-store.js';
-import type { LiveChannel, SessionRegistry } from './session-registry.js';
+import { FencedError } from './ports/session-store.js';
+import type { LiveChannel, OpenResult, SessionRegistry } from './session-registry.js';
 import type { LocalRouter } from './local-router.js';
 import type { Session } from './session.js';
 import type { WillMessage } from './session-snapshot.js';
@@ -263,14 +266,24 @@ export class Channel implements LiveChannel {
     const serverKeepAlive = keepAlive > options.maxKeepAlive || (keepAlive === 0 && options.maxKeepAlive < 65535);
     if (serverKeepAlive && v5) keepAlive = options.maxKeepAlive;
 
-    const opened = await this.ctx.registry.open({
-      clientId,
-      cleanStart,
-      protocolVersion: version,
-      expiryInterval: expiry,
-      will,
-      channel: this,
-    });
+    let opened: OpenResult;
+    try {
+      opened = await this.ctx.registry.open({
+        clientId,
+        cleanStart,
+        protocolVersion: version,
+        expiryInterval: expiry,
+        will,
+        channel: this,
+      });
+    } catch (err) {
+      if (this.state !== 'connecting') return;
+      // a backend is down: the client retries later (3.x: 3 server unavailable)
+      if (err instanceof BackendUnavailableError) return this.refuseConnect(ReasonCode.ServerUnavailable, 'server unavailable, try again');
+      // a newer connection on another node won the client ID meanwhile
+      if (err instanceof SessionTakenOverError) return this.refuseConnect(ReasonCode.ServerBusy, 'client identifier taken by a newer connection');
+      throw err;
+    }
     const session = opened.session;
     this.session = session;
     if (this.state !== 'connecting') {
@@ -476,6 +489,29 @@ export class Channel implements LiveChannel {
       return;
     }
     this.sink.send({ cmd: 'pubcomp', messageId: packetId });
+  }
+
+  /**
+   * Writes a persistent session's subscriptions through to the session store before they are
+   * acknowledged, so that another node resumes them even if this one dies. False when the
+   * channel is closed (meanwhile, or because a newer owner fenced this one off: 0x8E).
+   */
+  private async persistSession(): Promise<boolean> {
+    if (this.state !== 'connected') return false;
+    const session = this.session!;
+    if (session.expiryInterval === 0) return true;
+    try {
+      await this.ctx.registry.persist(session);
+    } catch (err) {
+      if (this.state !== 'connected') return false;
+      if (err instanceof FencedError) {
+        this.closeWith(ReasonCode.SessionTakenOver, 'session owned by a newer connection', true);
+        return false;
+      }
+      // the store is down: the subscription works here and is saved when the client leaves
+      this.log.warn({ err }, 'session_persist_failed');
+    }
+    return this.state === 'connected';
   }
 
   // -------------------------------------------------------------- publish out
@@ -695,7 +731,7 @@ export class Channel implements LiveChannel {
         retainedFor.push([filter, subOptions]);
       }
     }
-    if (this.state !== 'connected') return;
+    if (!(await this.persistSession())) return;
     this.sink.send({ cmd: 'suback', messageId: packet.messageId ?? 0, granted });
     for (const [filter, subOptions] of retainedFor) await this.sendRetained(filter, subOptions);
   }
@@ -748,7 +784,7 @@ export class Channel implements LiveChannel {
       await this.ctx.router.unsubscribe(this.clientId, filter);
       codes.push(ReasonCode.Success);
     }
-    if (this.state !== 'connected') return;
+    if (!(await this.persistSession())) return;
     if (this.protocolVersion === 5) {
       this.sink.send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: codes });
     } else {

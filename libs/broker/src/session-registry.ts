@@ -1,11 +1,11 @@
-import type { ProtocolVersion } from '@fleetmq/protocol';
+import { SessionTakenOverError, type ProtocolVersion } from '@fleetmq/protocol';
 import { seenKey, type Delivery } from './delivery.js';
 import type { LocalRouter, Subscriber } from './local-router.js';
 import type { Message } from './message.js';
 import type { BufferedDelivery, NodeLink, NodeReply, NodeRequest } from './ports/node-link.js';
 import type { OfflineQueue } from './ports/offline-queue.js';
 import type { SessionOwnership } from './ports/session-ownership.js';
-import type { SessionStore } from './ports/session-store.js';
+import { FencedError, type SessionStore } from './ports/session-store.js';
 import { Session, type SessionLimits } from './session.js';
 import type { SessionSnapshot, WillMessage } from './session-snapshot.js';
 import type { BrokerLog } from './log.js';
@@ -277,8 +277,40 @@ export class SessionRegistry {
     session.protocolVersion = req.protocolVersion;
     session.expiryInterval = req.expiryInterval;
     session.will = req.will;
+    if (remote !== undefined) {
+      // DESIGN invariant 2: of two CONNECTs racing on two nodes the later claim wins; the
+      // earlier one, if its takeover request went unanswered, finds out here and gives way
+      const owner = await ownership.owner(clientId);
+      if (owner !== null && owner.epoch !== claim.epoch) {
+        const opening = router.subscriberOf(clientId);
+        if (opening !== undefined) router.detach(opening);
+        for (const filter of session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+        throw new SessionTakenOverError(`client ${clientId} claimed by node ${owner.nodeId} meanwhile`);
+      }
+    }
     this.live.set(clientId, { channel: req.channel, epoch: claim.epoch });
+    if (session.expiryInterval > 0) await this.persistEntry(session, claim.epoch);
     return { session, present, epoch: claim.epoch };
+  }
+
+  /**
+   * Saves a connected persistent session (its subscriptions changed). Rejects with
+   * FencedError when a newer owner exists: the caller closes its client.
+   */
+  persist(session: Session): Promise<void> {
+    const entry = this.live.get(session.clientId);
+    if (entry === undefined) return Promise.resolve();
+    return this.persistEntry(session, entry.epoch);
+  }
+
+  private async persistEntry(session: Session, epoch: number): Promise<void> {
+    try {
+      await this.deps.store.save(session.toSnapshot(), epoch);
+    } catch (err) {
+      if (err instanceof FencedError) throw err;
+      // the store is down: the session lives here and is saved again when its client leaves
+      this.deps.log.warn({ clientId: session.clientId, err }, 'session_save_failed');
+    }
   }
 
   /**
@@ -332,6 +364,15 @@ export class SessionRegistry {
     try {
       await store.save(session.toSnapshot(Date.now()), entry.epoch);
     } catch (err) {
+      if (err instanceof FencedError) {
+        // a newer owner has the session: this node stops capturing for it (invariant 2)
+        log.info({ clientId }, 'session_fenced');
+        this.detached.delete(clientId);
+        detached.clearTimers();
+        router.detach(detached);
+        for (const filter of session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+        return;
+      }
       log.error({ clientId, err }, 'session_save_failed');
     }
   }

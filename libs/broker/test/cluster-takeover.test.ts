@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ReasonCode } from '@fleetmq/protocol';
+import { BackendUnavailableError, ReasonCode } from '@fleetmq/protocol';
 import { MemoryNodeLinkHub } from '@fleetmq/adapter-memory';
 import type { NodeReply, NodeRequest } from '../src/index.js';
 import { payloads, settle, useHarness } from './support/harness.js';
@@ -143,4 +143,58 @@ describe('session takeover between nodes', () => {
     expect(e2.nodeId).toBe('b');
     expect(e2.epoch).toBeGreaterThan(e1.epoch);
   });
+
+  it('DESIGN invariant 2: a stale owner is fenced off: its next session write fails and its client is closed with 0x8E', async () => {
+    const { a, b, hub } = await twoNodes();
+    const stale = await a.connect({ clientId: 'roam', ...persistent });
+    await stale.subscribe({ topic: 'p/#', qos: 1 });
+    hub.handlers.delete('a'); // node A cut off from node B: no takeover request reaches it
+    const fresh = b.client();
+    expect((await fresh.connect({ clientId: 'roam', ...persistent })).sessionPresent).toBe(true);
+    expect(stale.closed).toBe(false);
+    await stale.subscribe({ topic: 'q/#', qos: 1 }).catch(() => undefined);
+    expect(stale.next('disconnect').reasonCode).toBe(ReasonCode.SessionTakenOver);
+    expect(stale.closed).toBe(true);
+    // the store holds node B's session, not the stale subscription
+    const stored = await a.ports.sessions.load('roam');
+    expect(stored!.snapshot.subscriptions.map(([f]) => f)).toEqual(['p/#']);
+  });
+
+  it('DESIGN invariant 2: of two CONNECTs racing on two nodes, the later claim wins; the other gets CONNACK 0x89', async () => {
+    const hub = new MemoryNodeLinkHub();
+    const a = harness({ nodeId: 'a', linkHub: hub });
+    const b = harness({ nodeId: 'b', ports: a.ports, linkHub: hub });
+    const gone = harness({ nodeId: 'gone', ports: a.ports });
+    await a.broker.start();
+    await b.broker.start();
+    await gone.connect({ clientId: 'race', ...persistent }); // owned by a node that then died (never served)
+    const ownership = a.ports.ownership;
+    const owner = ownership.owner.bind(ownership);
+    let raced = false;
+    ownership.owner = async (clientId: string) => {
+      if (!raced) {
+        raced = true;
+        await ownership.claim(clientId, 'b'); // node B claims while node A is still opening
+      }
+      return owner(clientId);
+    };
+    const loser = a.client();
+    const connack = await loser.connect({ clientId: 'race', ...persistent });
+    expect(connack.reasonCode).toBe(ReasonCode.ServerBusy);
+    expect(loser.closed).toBe(true);
+    expect(a.broker.registry.isConnected('race')).toBe(false);
+    expect(a.broker.router.busSubscriptionCount).toBe(0);
+  });
+
+  it('DESIGN invariant 8: with the ownership store down, CONNECT is refused with 0x88 (3.1.1: 3), never half-open', async () => {
+    const h = harness();
+    h.ports.ownership.claim = () => Promise.reject(new BackendUnavailableError('redis', 'down'));
+    const v5 = h.client();
+    expect((await v5.connect({ clientId: 'x5' })).reasonCode).toBe(ReasonCode.ServerUnavailable);
+    expect(v5.closed).toBe(true);
+    const v4 = h.client();
+    expect((await v4.connect({ clientId: 'x4', protocolVersion: 4 })).returnCode).toBe(3);
+    expect(v4.closed).toBe(true);
+  });
 });
+
