@@ -414,23 +414,28 @@ export class SessionRegistry {
     }
   }
 
+  /** Moves the session's offline queue into its in-memory queue (bounded by the same limit). */
+  private async drainQueueInto(session: Session): Promise<void> {
+    const { offlineQueue } = this.deps;
+    let after: number | undefined;
+    for (;;) {
+      const batch = await offlineQueue.read(session.clientId, 1000, after);
+      if (batch.length === 0) break;
+      for (const { message } of batch) session.enqueueStored(message);
+      after = batch[batch.length - 1]!.seq;
+    }
+    await offlineQueue.clear(session.clientId);
+  }
+
   /** Moves what the offline queue holds for the session in front of what arrived since. */
   private async restoreQueued(session: Session): Promise<void> {
-    const { offlineQueue } = this.deps;
     const restored = new Session(session.clientId, session.protocolVersion, session.expiryInterval, {
       maxQueued: session.queue.limit,
       dropPolicy: session.queue.policy,
     });
     for (const [f, o] of session.subscriptions) restored.subscriptions.set(f, o);
     for (const e of session.inflight.values()) restored.markSeen(e.message.id);
-    let after: number | undefined;
-    for (;;) {
-      const batch = await offlineQueue.read(session.clientId, 1000, after);
-      if (batch.length === 0) break;
-      for (const { message } of batch) restored.enqueueStored(message);
-      after = batch[batch.length - 1]!.seq;
-    }
-    await offlineQueue.clear(session.clientId);
+    await this.drainQueueInto(restored);
     // duplicates are what arrived meanwhile (through the bus while opening), now in the
     // session's queue; not the session's recent IDs, which include what its last
     // connection had queued and moved to the offline queue itself
@@ -470,8 +475,10 @@ export class SessionRegistry {
       this.detached.delete(clientId);
       detached.clearTimers();
       router.detach(detached);
-      await detached.flush(); // what it captured is in the offline queue, which the new owner drains
+      await detached.flush();
       session = detached.session;
+      // what it captured travels in the snapshot: the offline queue may be this node's own
+      await this.drainQueueInto(session);
     } else {
       return null;
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BackendUnavailableError, ReasonCode } from '@fleetmq/protocol';
-import { MemoryNodeLinkHub } from '@fleetmq/adapter-memory';
+import { MemoryNodeLinkHub, MemoryOfflineQueue } from '@fleetmq/adapter-memory';
 import type { NodeReply, NodeRequest } from '../src/index.js';
 import { payloads, settle, useHarness } from './support/harness.js';
 
@@ -195,6 +195,29 @@ describe('session takeover between nodes', () => {
     const v4 = h.client();
     expect((await v4.connect({ clientId: 'x4', protocolVersion: 4 })).returnCode).toBe(3);
     expect(v4.closed).toBe(true);
+  });
+
+  it('a detached session held in node A offline queue of its own still reaches node B complete', async () => {
+    const hub = new MemoryNodeLinkHub();
+    const a = harness({ nodeId: 'a', linkHub: hub });
+    const b = harness({
+      nodeId: 'b',
+      ports: { ...a.ports, offlineQueue: new MemoryOfflineQueue({ maxLength: 100, dropPolicy: 'drop-oldest' }) },
+      linkHub: hub,
+    });
+    await a.broker.start();
+    await b.broker.start();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    await first.drop();
+    const pub = await a.connect({ clientId: 'pub' });
+    for (const m of ['k1', 'k2']) await pub.publish('p/x', m, { qos: 1 });
+    await settle();
+    expect(await a.ports.offlineQueue.length('roam')).toBe(2);
+    const second = await b.connect({ clientId: 'roam', ...persistent });
+    await settle();
+    expect(payloads(second.publishes())).toEqual(['k1', 'k2']);
+    expect(await a.ports.offlineQueue.length('roam')).toBe(0);
   });
 });
 
