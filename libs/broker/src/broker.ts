@@ -129,6 +129,19 @@ export class Broker implements ChannelContext {
     return this.registry.serve();
   }
 
+  /**
+   * Drain (DESIGN node lifecycle): disconnects every client (MQTT 5: with the reason code, 0x8B
+   * by default), waits until their sessions are detached and saved, then hands every detached
+   * session to one of `liveNodes`. Returns how many went and how many stay in the stores only.
+   */
+  async drain(liveNodes: readonly string[], reasonCode: number): Promise<{ handed: number; kept: number }> {
+    for (const channel of [...this.channels]) channel.disconnect(reasonCode, 'server shutting down');
+    await this.registry.idle();
+    const result = await this.registry.handOffDetached(liveNodes);
+    this.registry.shutdown();
+    return result;
+  }
+
   /** Disconnects every client (MQTT 5: with the reason code) and stops session timers. */
   shutdown(reasonCode: number): void {
     for (const channel of [...this.channels]) channel.disconnect(reasonCode, 'server shutting down');

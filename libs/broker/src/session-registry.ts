@@ -9,6 +9,7 @@ import { FencedError, type SessionStore } from './ports/session-store.js';
 import { Session, type SessionLimits } from './session.js';
 import type { SessionSnapshot, WillMessage } from './session-snapshot.js';
 import type { BrokerLog } from './log.js';
+import { rendezvousOwner } from './rendezvous.js';
 
 /** The registry's view of a connected channel. */
 export interface LiveChannel extends Subscriber {
@@ -63,6 +64,8 @@ class DetachedSession implements Subscriber {
 
   constructor(
     readonly session: Session,
+    /** When its client went offline (epoch ms). */
+    readonly since: number,
     private readonly queue: OfflineQueue,
     private readonly stats: RegistryStats,
     private readonly log: BrokerLog,
@@ -303,9 +306,9 @@ export class SessionRegistry {
     return this.persistEntry(session, entry.epoch);
   }
 
-  private async persistEntry(session: Session, epoch: number): Promise<void> {
+  private async persistEntry(session: Session, epoch: number, disconnectedAt?: number): Promise<void> {
     try {
-      await this.deps.store.save(session.toSnapshot(), epoch);
+      await this.deps.store.save(session.toSnapshot(disconnectedAt), epoch);
     } catch (err) {
       if (err instanceof FencedError) throw err;
       // the store is down: the session lives here and is saved again when its client leaves
@@ -337,30 +340,12 @@ export class SessionRegistry {
       return;
     }
 
-    const detached = new DetachedSession(session, this.deps.offlineQueue, this.stats, log);
-    router.attach(detached);
     // what was queued for the client and not sent moves to the offline queue; QoS 0 is dropped
     const pending = session.queue.toArray();
     session.queue.clear();
+    const detached = this.keepDetached(session, Date.now());
     detached.append(pending.filter((d) => d.qos > 0).map((d) => d.message));
     this.stats.offlineDropped += pending.filter((d) => d.qos === 0).length;
-    this.detached.set(clientId, detached);
-
-    if (will !== undefined) {
-      const delay = Math.min(will.delayInterval, session.expiryInterval);
-      if (delay === 0) {
-        session.will = undefined;
-        this.fireWill(clientId, will);
-      } else {
-        detached.willTimer = setTimeout(() => {
-          detached.willTimer = undefined;
-          session.will = undefined;
-          this.fireWill(clientId, will);
-        }, delay * 1000);
-        detached.willTimer.unref();
-      }
-    }
-    if (session.expiryInterval !== NEVER) this.armExpiry(detached, session.expiryInterval * 1000);
     try {
       await store.save(session.toSnapshot(Date.now()), entry.epoch);
     } catch (err) {
@@ -375,6 +360,36 @@ export class SessionRegistry {
       }
       log.error({ clientId, err }, 'session_save_failed');
     }
+  }
+
+  /**
+   * Keeps a persistent session whose client is offline (since `since`, epoch ms) on this
+   * node: it captures what its subscriptions match, publishes its will when the will delay
+   * is over and ends when its expiry interval is.
+   */
+  private keepDetached(session: Session, since: number): DetachedSession {
+    const { clientId } = session;
+    const detached = new DetachedSession(session, since, this.deps.offlineQueue, this.stats, this.deps.log);
+    this.deps.router.attach(detached);
+    this.detached.set(clientId, detached);
+    const elapsed = Math.max(0, Date.now() - since);
+    const will = session.will;
+    if (will !== undefined) {
+      const delayMs = Math.max(0, Math.min(will.delayInterval, session.expiryInterval) * 1000 - elapsed);
+      if (delayMs === 0) {
+        session.will = undefined;
+        this.fireWill(clientId, will);
+      } else {
+        detached.willTimer = setTimeout(() => {
+          detached.willTimer = undefined;
+          session.will = undefined;
+          this.fireWill(clientId, will);
+        }, delayMs);
+        detached.willTimer.unref();
+      }
+    }
+    if (session.expiryInterval !== NEVER) this.armExpiry(detached, Math.max(0, session.expiryInterval * 1000 - elapsed));
+    return detached;
   }
 
   private armExpiry(detached: DetachedSession, ms: number): void {
@@ -457,13 +472,76 @@ export class SessionRegistry {
     if (request.type === 'takeover-begin') {
       return this.withLock(clientId, async () => ({ type: 'snapshot', snapshot: await this.handOver(clientId) }));
     }
+    if (request.type === 'adopt') {
+      return this.withLock(clientId, async () => ({ type: 'adopted', ok: await this.adopt(clientId, request.from) }));
+    }
     return this.withLock(clientId, async () => ({ type: 'buffer', deliveries: await this.finishHandover(clientId) }));
+  }
+
+  /**
+   * A live node, asked by a draining one: take its detached session over (the same two steps
+   * as a takeover) and keep it detached here, capturing for its client until it returns.
+   */
+  private async adopt(clientId: string, from: string): Promise<boolean> {
+    if (this.live.has(clientId) || this.detached.has(clientId)) return false;
+    const { ownership, router, nodeId, limits, log } = this.deps;
+    const claim = await ownership.claim(clientId, nodeId);
+    const snapshot = await this.beginRemoteTakeover(from, clientId, claim.epoch);
+    if (snapshot === null) {
+      await ownership.release(clientId, claim.epoch).catch(() => false);
+      return false;
+    }
+    const session = Session.fromSnapshot(snapshot, limits);
+    const since = snapshot.disconnectedAt ?? Date.now();
+    const queued = session.queue.toArray();
+    session.queue.clear();
+    const detached = this.keepDetached(session, since);
+    for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
+    const buffered = await this.endRemoteTakeover(from, clientId, claim.epoch);
+    // QoS 0 is not kept for an offline client
+    detached.append([...queued.filter((d) => d.qos > 0).map((d) => d.message), ...buffered.filter((b) => b.delivery.qos > 0).map((b) => b.message)]);
+    await detached.flush();
+    await this.persistEntry(session, claim.epoch, since).catch((err: unknown) => log.warn({ clientId, err }, 'session_save_failed'));
+    log.info({ clientId, from }, 'session_adopted');
+    return true;
+  }
+
+  /**
+   * Drain: hands every detached session of this node to one of `liveNodes` (rendezvous
+   * hashing on the client ID), so that they keep capturing after this node is gone.
+   */
+  async handOffDetached(liveNodes: readonly string[]): Promise<{ handed: number; kept: number }> {
+    const { link, nodeId, log } = this.deps;
+    const others = liveNodes.filter((n) => n !== nodeId);
+    let handed = 0;
+    let kept = 0;
+    for (const clientId of [...this.detached.keys()]) {
+      const target = rendezvousOwner(clientId, others);
+      let ok = false;
+      if (link !== undefined && target !== undefined) {
+        try {
+          const reply = await link.request(target, { type: 'adopt', clientId, from: nodeId }, 3 * (this.deps.takeoverTimeoutMs ?? 2000));
+          ok = reply.type === 'adopted' && reply.ok;
+        } catch (err) {
+          log.warn({ clientId, target, err: (err as Error).message }, 'session_handoff_failed');
+        }
+      }
+      if (ok) handed++;
+      else kept++;
+    }
+    return { handed, kept };
+  }
+
+  /** Resolves once every session operation started so far has finished. */
+  async idle(): Promise<void> {
+    while (this.locks.size > 0) await Promise.all([...this.locks.values()]);
   }
 
   /** Old owner, takeover-begin: close the client, keep buffering, export the session. */
   private async handOver(clientId: string): Promise<SessionSnapshot | null> {
     const { router, log } = this.deps;
     let session: Session;
+    let since = Date.now();
     const current = this.live.get(clientId);
     const detached = this.detached.get(clientId);
     if (current !== undefined) {
@@ -477,6 +555,7 @@ export class SessionRegistry {
       router.detach(detached);
       await detached.flush();
       session = detached.session;
+      since = detached.since;
       // what it captured travels in the snapshot: the offline queue may be this node's own
       await this.drainQueueInto(session);
     } else {
@@ -495,7 +574,7 @@ export class SessionRegistry {
     }, HANDOVER_LIMIT_MS);
     handover.timer.unref();
     log.info({ clientId }, 'session_handed_over');
-    const snapshot = session.toSnapshot(Date.now());
+    const snapshot = session.toSnapshot(since);
     // what was queued for the client and not sent travels in the snapshot
     session.queue.clear();
     return snapshot;

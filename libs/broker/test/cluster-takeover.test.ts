@@ -219,5 +219,38 @@ describe('session takeover between nodes', () => {
     expect(payloads(second.publishes())).toEqual(['k1', 'k2']);
     expect(await a.ports.offlineQueue.length('roam')).toBe(0);
   });
+
+  it('drain: node A disconnects its clients with 0x8B and hands its detached sessions to node B, which keeps capturing', async () => {
+    const { a, b } = await twoNodes();
+    const watch = await b.connect({ clientId: 'watch' });
+    await watch.subscribe({ topic: 'will/#', qos: 1 });
+    const device = await a.connect({ clientId: 'dev', ...persistent, will: { topic: 'will/dev', payload: 'late', properties: { willDelayInterval: 60 } } });
+    await device.subscribe({ topic: 'cmd/dev', qos: 1 });
+    const plain = await a.connect({ clientId: 'plain' }); // no session to keep
+    const result = await a.broker.drain(['a', 'b'], ReasonCode.ServerShuttingDown);
+    expect(result).toEqual({ handed: 1, kept: 0 });
+    expect(device.next('disconnect').reasonCode).toBe(ReasonCode.ServerShuttingDown);
+    expect(plain.next('disconnect').reasonCode).toBe(ReasonCode.ServerShuttingDown);
+    expect(a.broker.registry.detachedCount).toBe(0);
+    expect(b.broker.registry.detachedCount).toBe(1);
+    expect((await a.ports.ownership.owner('dev'))!.nodeId).toBe('b');
+    // node B captures for the offline client; its will is still pending (delay not over)
+    const pub = await b.connect({ clientId: 'pub' });
+    await pub.publish('cmd/dev', 'while-away', { qos: 1 });
+    await settle();
+    expect(watch.publishes()).toEqual([]);
+    const back = b.client();
+    expect((await back.connect({ clientId: 'dev', ...persistent })).sessionPresent).toBe(true);
+    await settle();
+    expect(payloads(back.publishes())).toEqual(['while-away']);
+  });
+
+  it('drain with no other live node keeps the detached sessions in the stores', async () => {
+    const { a } = await twoNodes();
+    const device = await a.connect({ clientId: 'dev', ...persistent });
+    await device.subscribe({ topic: 'cmd/dev', qos: 1 });
+    expect(await a.broker.drain(['a'], ReasonCode.ServerShuttingDown)).toEqual({ handed: 0, kept: 1 });
+    expect((await a.ports.sessions.load('dev'))!.snapshot.subscriptions.map(([f]) => f)).toEqual(['cmd/dev']);
+  });
 });
 

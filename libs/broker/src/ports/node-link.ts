@@ -10,10 +10,14 @@ import type { SessionSnapshot } from '../session-snapshot.js';
  * - `takeover-end`: sent once the new owner's own subscriptions are active on the bus; the
  *   old owner drops the session and answers with what it buffered meanwhile, which the new
  *   owner replays, dropping duplicates by message ID.
+ * A draining node hands its detached sessions to live nodes with `adopt`: the adopter claims
+ * the client ID and runs the same two steps against the draining node.
  */
 export type NodeRequest =
   | { readonly type: 'takeover-begin'; readonly clientId: string; readonly epoch: number }
-  | { readonly type: 'takeover-end'; readonly clientId: string; readonly epoch: number };
+  | { readonly type: 'takeover-end'; readonly clientId: string; readonly epoch: number }
+  /** A draining node asks a live one to take a detached session over from it (and keep it detached). */
+  | { readonly type: 'adopt'; readonly clientId: string; readonly from: string };
 
 export interface BufferedDelivery {
   readonly message: Message;
@@ -23,7 +27,8 @@ export interface BufferedDelivery {
 
 export type NodeReply =
   | { readonly type: 'snapshot'; readonly snapshot: SessionSnapshot | null }
-  | { readonly type: 'buffer'; readonly deliveries: readonly BufferedDelivery[] };
+  | { readonly type: 'buffer'; readonly deliveries: readonly BufferedDelivery[] }
+  | { readonly type: 'adopted'; readonly ok: boolean };
 
 export type NodeRequestHandler = (request: NodeRequest) => Promise<NodeReply>;
 
