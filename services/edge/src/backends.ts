@@ -14,8 +14,8 @@ import {
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
 import { NatsMessageBus, NatsNodeLink } from '@fleetmq/adapter-nats';
-import { RedisSessionOwnership } from '@fleetmq/adapter-redis';
-import type { BrokerLog, BrokerPorts, MessageBus, NodeLink, RetainedStore, SessionOwnership } from '@fleetmq/broker';
+import { RedisNodeRegistry, RedisSessionOwnership } from '@fleetmq/adapter-redis';
+import type { BrokerLog, BrokerPorts, MessageBus, NodeLink, NodeRegistry, RetainedStore, SessionOwnership } from '@fleetmq/broker';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -77,6 +77,13 @@ function ownership(config: EdgeConfig, log: Logger): SessionOwnership {
   const redis = config.cluster.redis;
   if (redis === undefined) return new MemorySessionOwnership();
   return new RedisSessionOwnership({ url: redis.url, keyPrefix: redis.keyPrefix, name: config.nodeId, log: log as unknown as BrokerLog });
+}
+
+/** Which nodes are alive (Redis): a draining node hands its detached sessions to them. */
+export function openNodeRegistry(config: EdgeConfig, log: Logger): NodeRegistry | undefined {
+  const redis = config.cluster.redis;
+  if (redis === undefined) return undefined;
+  return new RedisNodeRegistry({ url: redis.url, keyPrefix: redis.keyPrefix, name: `${config.nodeId}/registry`, log: log as unknown as BrokerLog });
 }
 
 /**

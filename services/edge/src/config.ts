@@ -84,6 +84,12 @@ const configSchema = z.strictObject({
   mqtt: mqttSchema.default(() => mqttSchema.parse({})),
   auth: z.strictObject({ allowAnonymous: z.boolean().default(true) }).default({ allowAnonymous: true }),
   cluster: clusterSchema.default({}),
+  drain: z
+    .strictObject({
+      /** Milliseconds a stopping node (SIGTERM) may take to hand over and disconnect before it exits anyway. */
+      gracePeriod: z.number().int().min(0).default(25_000),
+    })
+    .default({ gracePeriod: 25_000 }),
   /** DynamoDB keeps retained messages (and, later, sessions and queues); absent: in-process. */
   dynamodb: dynamodbSchema.optional(),
 });

@@ -1,7 +1,7 @@
-import { Broker, allowAll, type Authenticator, type BrokerLog } from '@fleetmq/broker';
+import { Broker, allowAll, type Authenticator, type BrokerLog, type NodeRegistry } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
 import { Connection, TcpListener, WsListener, type Listener } from '@fleetmq/transport';
-import { closePorts, openPorts, portsReady } from './backends.js';
+import { closePorts, openNodeRegistry, openPorts, portsReady } from './backends.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -13,6 +13,27 @@ export interface RunningNode {
   /** Where each listener ended up (port 0 picks a free port). */
   addresses(): { name: string; host: string; port: number }[];
   stop(): Promise<void>;
+}
+
+/** Registers the node and keeps it live (every third of the TTL); registers again if it expired. */
+function startHeartbeat(registry: NodeRegistry, nodeId: string, log: Logger): NodeJS.Timeout {
+  const info = { startedAt: Date.now() };
+  let registered = false;
+  const beat = async (): Promise<void> => {
+    try {
+      if (!registered || !(await registry.heartbeat(nodeId))) {
+        await registry.register(nodeId, info);
+        if (registered) log.warn({ nodeId }, 'node_registration_expired');
+        registered = true;
+      }
+    } catch (err) {
+      log.warn({ nodeId, err: (err as Error).message }, 'node_heartbeat_failed');
+    }
+  };
+  void beat();
+  const timer = setInterval(() => void beat(), Math.max(100, Math.floor(registry.ttlMs / 3)));
+  timer.unref();
+  return timer;
 }
 
 function makeListener(spec: EdgeConfig['listeners'][number], maxPacketSize: number): Listener {
@@ -82,6 +103,8 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     await closePorts(ports);
     throw err;
   }
+  const registry = openNodeRegistry(config, log);
+  const heartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log);
   log.info({ nodeId: config.nodeId, listeners: started.map((l) => l.name) }, 'node_ready');
 
   let stopping: Promise<void> | undefined;
@@ -92,10 +115,25 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     ready: () => stopping === undefined && portsReady(ports),
     stop() {
       stopping ??= (async () => {
+        // drain (DESIGN node lifecycle): stop accepting, report not ready, hand detached
+        // sessions to live nodes, disconnect clients, then close; bounded by the grace period
         log.info({ nodeId: config.nodeId }, 'node_stopping');
-        broker.shutdown(ReasonCode.ServerShuttingDown);
-        await Promise.allSettled(started.map((l) => l.close()));
+        const closingListeners = Promise.allSettled(started.map((l) => l.close()));
+        const drained = (async () => {
+          const live = registry === undefined ? [] : await registry.liveNodes().catch(() => []);
+          const result = await broker.drain(live, ReasonCode.ServerShuttingDown);
+          log.info({ nodeId: config.nodeId, ...result }, 'node_drained');
+        })();
+        const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.drain.gracePeriod).unref());
+        if ((await Promise.race([drained, grace])) === 'timeout') {
+          log.warn({ nodeId: config.nodeId, gracePeriod: config.drain.gracePeriod }, 'drain_grace_period_exceeded');
+          broker.shutdown(ReasonCode.ServerShuttingDown);
+        }
+        if (heartbeat !== undefined) clearInterval(heartbeat);
+        await registry?.deregister(config.nodeId).catch(() => undefined);
+        await closingListeners;
         await closePorts(ports);
+        await registry?.close();
         log.info({ nodeId: config.nodeId }, 'node_stopped');
       })();
       return stopping;
