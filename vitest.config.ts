@@ -14,6 +14,7 @@ export default defineConfig({
       '@fleetmq/adapter-nats': pkg('./libs/adapter-nats/src/index.ts'),
       '@fleetmq/adapter-dynamo': pkg('./libs/adapter-dynamo/src/index.ts'),
       '@fleetmq/adapter-redis': pkg('./libs/adapter-redis/src/index.ts'),
+      '@fleetmq/auth': pkg('./libs/auth/src/index.ts'),
       '@fleetmq/transport': pkg('./libs/transport/src/index.ts'),
       '@fleetmq/testkit': pkg('./libs/testkit/src/index.ts'),
       '@fleetmq/edge': pkg('./services/edge/src/index.ts'),
