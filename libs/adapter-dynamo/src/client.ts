@@ -16,3 +16,9 @@ export function createDynamoClient(config: DynamoDBClientConfig = {}): DynamoDBC
     ...config,
   });
 }
+
+/**
+ * What a store is given: a client to use (the store never destroys it), or the configuration of
+ * one the store makes with createDynamoClient and destroys on close.
+ */
+export type DynamoClientOption = DynamoDBClient | DynamoDBClientConfig;

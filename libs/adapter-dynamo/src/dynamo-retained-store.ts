@@ -1,17 +1,11 @@
-import {
-  DeleteItemCommand,
-  DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  QueryCommand,
-  ScanCommand,
-} from '@aws-sdk/client-dynamodb';
-import type { AttributeValue, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
-import { decodeMessage, encodeMessage, isExpired } from '@fleetmq/broker';
+import { DeleteItemCommand, GetItemCommand, PutItemCommand, QueryCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { isExpired } from '@fleetmq/broker';
 import type { Message, RetainedStore } from '@fleetmq/broker';
-import { BackendUnavailableError, QuotaExceededError, topicMatches } from '@fleetmq/protocol';
-import { createDynamoClient } from './client.js';
-import { backendError } from './errors.js';
+import { QuotaExceededError, topicMatches } from '@fleetmq/protocol';
+import type { DynamoClientOption } from './client.js';
+import { DynamoTable } from './dynamo-table.js';
+import { MAX_ITEM_BYTES, itemBytes, messageAttributes, messageFromItem, ttlValue } from './items.js';
+import type { Item } from './items.js';
 import { planFilter, retainedKey } from './retained-keys.js';
 import type { RetainedKey } from './retained-keys.js';
 import { RETAINED_ATTRIBUTES as A } from './tables.js';
@@ -21,7 +15,7 @@ export interface DynamoRetainedStoreOptions {
    * A client to use (the store never destroys it), or the configuration of one the store makes
    * with createDynamoClient (bounded retries, timeouts) and destroys on close.
    */
-  readonly client: DynamoDBClient | DynamoDBClientConfig;
+  readonly client: DynamoClientOption;
   /** The table made by createRetainedTable / `fleetmq dynamo create-tables`. */
   readonly tableName: string;
   /** Strongly consistent reads (default true: the store is the truth; costs twice the RCU). */
@@ -33,33 +27,8 @@ export interface DynamoRetainedStoreOptions {
   readonly countCacheMs?: number;
 }
 
-/** DynamoDB's maximum item size. */
-export const MAX_ITEM_BYTES = 400 * 1024;
-
-type Item = Record<string, AttributeValue>;
-
-const EMPTY = Buffer.alloc(0);
 const NAMES = { '#topic': A.topic, '#payload': A.payload, '#message': A.message } as const;
 const PROJECTION = '#topic, #payload, #message';
-
-function utf8(text: string): number {
-  return Buffer.byteLength(text, 'utf8');
-}
-
-/**
- * DynamoDB item size: attribute name lengths plus value sizes (a number is counted at its
- * maximum of 21 bytes).
- */
-function itemBytes(item: Item): number {
-  let size = 0;
-  for (const [name, value] of Object.entries(item)) {
-    size += utf8(name);
-    if (value.S !== undefined) size += utf8(value.S);
-    else if (value.B !== undefined) size += value.B.byteLength;
-    else if (value.N !== undefined) size += 21;
-  }
-  return size;
-}
 
 /**
  * RetainedStore on one DynamoDB table, one item per topic:
@@ -73,21 +42,15 @@ function itemBytes(item: Item): number {
  * messages whose expiry has passed. Any DynamoDB failure surfaces as BackendUnavailableError
  * ('dynamodb') after the SDK's own bounded retries, so the broker refuses instead of losing.
  */
-export class DynamoRetainedStore implements RetainedStore {
-  readonly tableName: string;
-  private readonly client: DynamoDBClient;
-  private readonly ownsClient: boolean;
+export class DynamoRetainedStore extends DynamoTable implements RetainedStore {
   private readonly consistentRead: boolean;
   private readonly countCacheMs: number;
   private cachedCount: { value: number; at: number } | undefined;
   /** Bumped by every write, so a count that raced a write is not cached. */
   private writes = 0;
-  private closed = false;
 
   constructor(options: DynamoRetainedStoreOptions) {
-    this.tableName = options.tableName;
-    this.ownsClient = !(options.client instanceof DynamoDBClient);
-    this.client = options.client instanceof DynamoDBClient ? options.client : createDynamoClient(options.client);
+    super(options, 'retained store');
     this.consistentRead = options.consistentRead ?? true;
     this.countCacheMs = options.countCacheMs ?? 5_000;
   }
@@ -198,16 +161,6 @@ export class DynamoRetainedStore implements RetainedStore {
     return total;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.ownsClient) this.client.destroy();
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new BackendUnavailableError('dynamodb', 'retained store is closed');
-  }
-
   private async getItem(topic: string): Promise<Item | undefined> {
     const command = new GetItemCommand({
       TableName: this.tableName,
@@ -255,16 +208,6 @@ export class DynamoRetainedStore implements RetainedStore {
       startKey = page.LastEvaluatedKey;
     } while (startKey);
   }
-
-  /** Every DynamoDB call goes through here: refused once closed, failures as BackendUnavailableError. */
-  private async call<T>(operation: string, request: (client: DynamoDBClient) => Promise<T>): Promise<T> {
-    this.checkOpen();
-    try {
-      return await request(this.client);
-    } catch (err) {
-      throw backendError(operation, this.tableName, err);
-    }
-  }
 }
 
 function keyItem(key: RetainedKey): Item {
@@ -273,30 +216,13 @@ function keyItem(key: RetainedKey): Item {
 
 function toItem(key: RetainedKey, message: Message): Item {
   // The topic and payload have attributes of their own; the codec keeps everything else.
-  const rest = encodeMessage({ ...message, topic: '', payload: EMPTY });
-  const item: Item = {
-    ...keyItem(key),
-    [A.topic]: { S: message.topic },
-    [A.payload]: { B: message.payload },
-    [A.message]: { S: rest },
-  };
-  // DynamoDB TTL takes epoch seconds; round up so the item is never deleted before it expires.
-  if (message.expiresAt !== undefined) item[A.ttl] = { N: String(Math.ceil(message.expiresAt / 1000)) };
+  const item: Item = { ...keyItem(key), ...messageAttributes(message) };
+  if (message.expiresAt !== undefined) item[A.ttl] = ttlValue(message.expiresAt);
   return item;
-}
-
-function fromItem(item: Item): Message {
-  const topic = item[A.topic]?.S;
-  const payload = item[A.payload]?.B;
-  const rest = item[A.message]?.S;
-  if (topic === undefined || payload === undefined || rest === undefined) {
-    throw new Error(`retained item ${JSON.stringify(item[A.pk]?.S)}/${JSON.stringify(item[A.sk]?.S)} lacks topic, payload or message`);
-  }
-  return { ...decodeMessage(rest), topic, payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength) };
 }
 
 /** The item's message, or null once it has expired (TTL deletion is lazy). */
 function liveMessage(item: Item, now: number): Message | null {
-  const message = fromItem(item);
+  const message = messageFromItem(item, `retained item ${JSON.stringify(item[A.pk]?.S)}/${JSON.stringify(item[A.sk]?.S)}`);
   return isExpired(message, now) ? null : message;
 }

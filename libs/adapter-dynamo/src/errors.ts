@@ -17,3 +17,8 @@ export function backendError(operation: string, tableName: string, err: unknown)
     cause: err,
   });
 }
+
+/** True when DynamoDB refused a write because its ConditionExpression did not hold. */
+export function isConditionalCheckFailed(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ConditionalCheckFailedException';
+}

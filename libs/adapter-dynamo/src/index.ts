@@ -1,5 +1,10 @@
 export * from './client.js';
+export * from './client-key.js';
 export * from './errors.js';
 export * from './retained-keys.js';
 export * from './tables.js';
+export { MAX_ITEM_BYTES } from './items.js';
+export { BATCH_WRITE_ATTEMPTS, BATCH_WRITE_MAX } from './dynamo-table.js';
 export * from './dynamo-retained-store.js';
+export * from './dynamo-session-store.js';
+export * from './dynamo-offline-queue.js';
