@@ -1,8 +1,12 @@
 import {
+  DynamoOfflineQueue,
   DynamoRetainedStore,
+  DynamoSessionStore,
   createDynamoClient,
   ensureTables,
+  offlineQueueTableDefinition,
   retainedTableDefinition,
+  sessionsTableDefinition,
   type EnsureTableResult,
   type TableDefinition,
 } from '@fleetmq/adapter-dynamo';
@@ -15,39 +19,73 @@ import {
 } from '@fleetmq/adapter-memory';
 import { NatsMessageBus, NatsNodeLink } from '@fleetmq/adapter-nats';
 import { RedisNodeRegistry, RedisSessionOwnership } from '@fleetmq/adapter-redis';
-import type { BrokerLog, BrokerPorts, MessageBus, NodeLink, NodeRegistry, RetainedStore, SessionOwnership } from '@fleetmq/broker';
+import type {
+  BrokerLog,
+  BrokerPorts,
+  MessageBus,
+  NodeLink,
+  NodeRegistry,
+  OfflineQueue,
+  RetainedStore,
+  SessionOwnership,
+  SessionStore,
+} from '@fleetmq/broker';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 
 type DynamoConfig = NonNullable<EdgeConfig['dynamodb']>;
 
 /** The DynamoDB tables FleetMQ uses, named with the configured prefix. */
-export function dynamoTables(dynamodb: DynamoConfig): TableDefinition[] {
-  return [retainedTableDefinition(`${dynamodb.tablePrefix}retained`)];
+export function dynamoTables(dynamodb: DynamoConfig): { retained: TableDefinition; sessions: TableDefinition; offlineQueue: TableDefinition } {
+  return {
+    retained: retainedTableDefinition(`${dynamodb.tablePrefix}retained`),
+    sessions: sessionsTableDefinition(`${dynamodb.tablePrefix}sessions`),
+    offlineQueue: offlineQueueTableDefinition(`${dynamodb.tablePrefix}offline-queue`),
+  };
 }
 
-function dynamoClient(dynamodb: DynamoConfig) {
-  return createDynamoClient({ region: dynamodb.region, ...(dynamodb.endpoint !== undefined ? { endpoint: dynamodb.endpoint } : {}) });
+function clientConfig(dynamodb: DynamoConfig) {
+  return { region: dynamodb.region, ...(dynamodb.endpoint !== undefined ? { endpoint: dynamodb.endpoint } : {}) };
 }
 
 /** `fleetmq dynamo create-tables`: creates the missing tables, idempotent. */
 export async function createDynamoTables(dynamodb: DynamoConfig): Promise<EnsureTableResult[]> {
-  const client = dynamoClient(dynamodb);
+  const client = createDynamoClient(clientConfig(dynamodb));
   try {
-    return await ensureTables(client, dynamoTables(dynamodb));
+    return await ensureTables(client, Object.values(dynamoTables(dynamodb)));
   } finally {
     client.destroy();
   }
 }
 
-async function retainedStore(config: EdgeConfig, log: Logger): Promise<RetainedStore> {
-  const { dynamodb } = config;
-  if (dynamodb === undefined) return new MemoryRetainedStore();
+interface Stores {
+  readonly sessions: SessionStore;
+  readonly offlineQueue: OfflineQueue;
+  readonly retained: RetainedStore;
+}
+
+/** DynamoDB when configured (each store with its own client), in-process otherwise. */
+async function stores(config: EdgeConfig, log: Logger): Promise<Stores> {
+  const { dynamodb, mqtt } = config;
+  const queueOptions = { maxLength: mqtt.maxQueuedMessages, dropPolicy: mqtt.queueDropPolicy };
+  if (dynamodb === undefined) {
+    return { sessions: new MemorySessionStore(), offlineQueue: new MemoryOfflineQueue(queueOptions), retained: new MemoryRetainedStore() };
+  }
   if (dynamodb.createTables) {
     for (const result of await createDynamoTables(dynamodb)) log.info({ ...result }, 'dynamo_table_ready');
   }
-  const [retained] = dynamoTables(dynamodb);
-  return new DynamoRetainedStore({ client: dynamoClient(dynamodb), tableName: retained!.tableName });
+  const tables = dynamoTables(dynamodb);
+  const client = clientConfig(dynamodb);
+  return {
+    sessions: new DynamoSessionStore({ client, tableName: tables.sessions.tableName }),
+    offlineQueue: new DynamoOfflineQueue({
+      ...queueOptions,
+      client,
+      tableName: tables.offlineQueue.tableName,
+      ...(mqtt.maxSessionExpiryInterval !== 0xffffffff ? { maxRetentionSeconds: mqtt.maxSessionExpiryInterval } : {}),
+    }),
+    retained: new DynamoRetainedStore({ client, tableName: tables.retained.tableName }),
+  };
 }
 
 /**
@@ -94,12 +132,7 @@ export async function openPorts(config: EdgeConfig, log: Logger): Promise<Broker
   return {
     bus: messageBus(config, log),
     ownership: ownership(config, log),
-    sessions: new MemorySessionStore(),
-    offlineQueue: new MemoryOfflineQueue({
-      maxLength: config.mqtt.maxQueuedMessages,
-      dropPolicy: config.mqtt.queueDropPolicy,
-    }),
-    retained: await retainedStore(config, log),
+    ...(await stores(config, log)),
     link: nodeLink(config, log),
   };
 }

@@ -99,10 +99,15 @@ describe('fleetmq command', () => {
       };
       const first = await runAsync(['dynamo', 'create-tables'], env);
       expect(first.code).toBe(0);
-      expect(first.stdout).toMatch(/^clitest-retained: table created, ttl (enabled|unsupported)\n$/);
+      expect(first.stdout.split('\n').filter(Boolean).sort()).toEqual([
+        expect.stringMatching(/^clitest-offline-queue: table created, ttl (enabled|unsupported)$/),
+        expect.stringMatching(/^clitest-retained: table created, ttl (enabled|unsupported)$/),
+        expect.stringMatching(/^clitest-sessions: table created, ttl (enabled|unsupported)$/),
+      ]);
       const second = await runAsync(['dynamo', 'create-tables'], env);
       expect(second.code).toBe(0);
-      expect(second.stdout).toMatch(/^clitest-retained: table exists, ttl (already-enabled|unsupported)\n$/);
+      expect(second.stdout.split('\n').filter(Boolean)).toHaveLength(3);
+      for (const line of second.stdout.split('\n').filter(Boolean)) expect(line).toMatch(/^clitest-[a-z-]+: table exists, ttl (already-enabled|unsupported)$/);
     } finally {
       await dynamo.stop();
     }
