@@ -83,6 +83,26 @@ export interface ConnectionInfo {
   readonly listener: string;
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /**
+   * The verified TLS client certificate (mutual TLS); absent when none was presented.
+   * Attributes that repeat in the subject or issuer (two OU) are joined with ','.
+   */
+  readonly clientCertificate?: {
+    readonly subject: Readonly<Record<string, string>>;
+    readonly issuer: Readonly<Record<string, string>>;
+    readonly serialNumber: string;
+    /** SHA-256 of the DER certificate, colon-separated hex as Node prints it. */
+    readonly fingerprint256: string;
+    /** As Node prints it: `DNS:a, URI:spiffe://…`. */
+    readonly subjectAltName?: string;
+  };
+  /**
+   * remoteAddress/remotePort came from a PROXY protocol header; false when a listener that
+   * expects one got LOCAL or UNKNOWN (the proxy's own connection, e.g. a health check).
+   */
+  readonly proxied?: boolean;
+  /** AWS PrivateLink: the VPC endpoint ID from the PROXY v2 header (TLV 0xEA). */
+  readonly vpcEndpointId?: string;
 }
 
 const NEVER = ProtocolLimits.sessionExpiryNever;

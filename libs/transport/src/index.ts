@@ -1,4 +1,11 @@
 export { Connection, type ConnectionOptions } from './connection.js';
-export type { AcceptHandler, Listener, ListenerOptions } from './listener.js';
-export { TcpListener } from './tcp-listener.js';
+export type { AcceptHandler, Listener, ListenerOptions, ProxyProtocolOptions } from './listener.js';
+export { TcpListener, type TcpListenerOptions } from './tcp-listener.js';
 export { WsListener, type WsListenerOptions } from './ws-listener.js';
+export { TlsListener, type TlsListenerOptions } from './tls-listener.js';
+export { WssListener, type WssListenerOptions } from './wss-listener.js';
+export type { ClientCertificateMode, TlsOptions, TlsVersion } from './tls-options.js';
+export { TlsReloader, type SecureContextTarget } from './tls-reloader.js';
+export { clientCertificateOf, type ClientCertificate } from './client-certificate.js';
+export { parseProxyHeader, PROXY_V1_MAX_LENGTH, PROXY_V2_MAX_LENGTH, type ProxyAddress, type ProxyHeader, type ProxyParseResult } from './proxy-protocol.js';
+export { readProxyHeader, type ProxyHeaderRead } from './proxy-header-reader.js';

@@ -23,3 +23,15 @@ export interface ListenerOptions {
   readonly host: string;
   readonly port: number;
 }
+
+/** For TCP and TLS listeners behind a load balancer (HAProxy `send-proxy[-v2]`, AWS NLB). */
+export interface ProxyProtocolOptions {
+  /**
+   * Every connection starts with a PROXY protocol v1 or v2 header, whose source address
+   * becomes ConnectionInfo's remoteAddress/remotePort; a connection without one is closed.
+   * Enable only behind a proxy that always sends it: anyone else could claim any address.
+   */
+  readonly proxyProtocol?: boolean;
+  /** Milliseconds to wait for the header (default 5000). */
+  readonly proxyHeaderTimeout?: number;
+}

@@ -1,13 +1,22 @@
 import net from 'node:net';
-import type { AcceptHandler, Listener, ListenerOptions } from './listener.js';
+import { silentLog, type BrokerLog, type ConnectionInfo } from '@fleetmq/broker';
+import type { AcceptHandler, Listener, ListenerOptions, ProxyProtocolOptions } from './listener.js';
+import { DEFAULT_PROXY_HEADER_TIMEOUT, proxiedInfo, readProxyHeader } from './proxy-header-reader.js';
+
+export interface TcpListenerOptions extends ListenerOptions, ProxyProtocolOptions {}
 
 /** MQTT over plain TCP. */
 export class TcpListener implements Listener {
   readonly transport = 'tcp';
+  /** Connections closed for a missing or invalid PROXY header. */
+  proxyHeaderRejections = 0;
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
 
-  constructor(private readonly options: ListenerOptions) {}
+  constructor(
+    private readonly options: TcpListenerOptions,
+    private readonly log: BrokerLog = silentLog,
+  ) {}
 
   get name(): string {
     return this.options.name;
@@ -17,11 +26,20 @@ export class TcpListener implements Listener {
     const server = net.createServer({ noDelay: true }, (socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
-      accept(socket, {
+      const info: ConnectionInfo = {
         transport: this.transport,
         listener: this.options.name,
         remoteAddress: socket.remoteAddress ?? '',
         remotePort: socket.remotePort ?? 0,
+      };
+      if (this.options.proxyProtocol !== true) {
+        accept(socket, info);
+        return;
+      }
+      void readProxyHeader(socket, this.options.proxyHeaderTimeout ?? DEFAULT_PROXY_HEADER_TIMEOUT).then((read) => {
+        if (read.ok) return accept(socket, proxiedInfo(info, read.header));
+        this.proxyHeaderRejections++;
+        this.log.debug({ listener: info.listener, remoteAddress: info.remoteAddress, reason: read.reason }, 'proxy_header_rejected');
       });
     });
     this.server = server;
