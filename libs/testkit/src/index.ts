@@ -2,3 +2,4 @@ export * from './contracts/index.js';
 export * from './servers.js';
 export * from './packets.js';
 export * from './raw-client.js';
+export * from './pki.js';

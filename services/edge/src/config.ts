@@ -7,19 +7,49 @@ import { ConfigError } from '@fleetmq/protocol';
 import { defaultBrokerOptions } from '@fleetmq/broker';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const LISTENER_TYPES = ['tcp', 'ws'] as const;
-/** Listener types that exist in MQTT but not here yet: named so the error can say so. */
-const LATER_LISTENER_TYPES = ['tls', 'ssl', 'mqtts', 'wss'];
+const LISTENER_TYPES = ['tcp', 'ws', 'tls', 'wss'] as const;
+/** Other names for TLS that configs from other brokers use: named so the error can say so. */
+const TLS_ALIASES = ['ssl', 'mqtts'];
+const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
 
 const port = z.number().int().min(0).max(65535);
 
-const listenerSchema = z.strictObject({
-  type: z.enum(LISTENER_TYPES),
-  name: z.string().min(1).optional(),
-  host: z.string().min(1).default('127.0.0.1'),
-  port,
-  path: z.string().startsWith('/').default('/mqtt'),
+const tlsSchema = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  /** CA bundle for client certificates (mutual TLS). */
+  caFile: z.string().min(1).optional(),
+  crlFile: z.string().min(1).optional(),
+  minVersion: z.enum(TLS_VERSIONS).default('TLSv1.2'),
+  maxVersion: z.enum(TLS_VERSIONS).default('TLSv1.3'),
+  ciphers: z.string().min(1).optional(),
+  alpnProtocols: z.array(z.string().min(1)).optional(),
+  clientCertificate: z.enum(['none', 'optional', 'required']).default('none'),
 });
+
+const listenerSchema = z
+  .strictObject({
+    type: z.enum(LISTENER_TYPES),
+    name: z.string().min(1).optional(),
+    host: z.string().min(1).default('127.0.0.1'),
+    port,
+    path: z.string().startsWith('/').default('/mqtt'),
+    /** A PROXY protocol v1/v2 header (HAProxy, AWS NLB) precedes MQTT: tcp and tls listeners. */
+    proxyProtocol: z.boolean().default(false),
+    tls: tlsSchema.optional(),
+  })
+  .superRefine((l, ctx) => {
+    const secure = l.type === 'tls' || l.type === 'wss';
+    if (secure && l.tls === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: `a ${l.type} listener needs tls.certFile and tls.keyFile` });
+    }
+    if (!secure && l.tls !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: `a ${l.type} listener does not take tls settings` });
+    }
+    if (l.proxyProtocol && (l.type === 'ws' || l.type === 'wss')) {
+      ctx.addIssue({ code: 'custom', path: ['proxyProtocol'], message: 'PROXY protocol is for tcp and tls listeners' });
+    }
+  });
 
 const d = defaultBrokerOptions;
 const mqttSchema = z.strictObject({
@@ -79,7 +109,7 @@ const configSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9._-]{1,64}$/)
     .default(() => `${os.hostname()}-${process.pid}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64)),
-  listeners: z.array(listenerSchema).min(1).default([{ type: 'tcp', host: '127.0.0.1', port: 1883, path: '/mqtt' }]),
+  listeners: z.array(listenerSchema).min(1).default([{ type: 'tcp', host: '127.0.0.1', port: 1883, path: '/mqtt', proxyProtocol: false }]),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
   mqtt: mqttSchema.default(() => mqttSchema.parse({})),
   auth: z.strictObject({ allowAnonymous: z.boolean().default(true) }).default({ allowAnonymous: true }),
@@ -101,6 +131,11 @@ export type EdgeConfig = Omit<ParsedConfig, 'listeners'> & { readonly listeners:
 /** Hints for keys whose valid values a message alone does not make obvious. */
 const HINTS: Record<string, string> = {
   'listeners.type': `use one of ${LISTENER_TYPES.join(', ')}`,
+  'listeners.tls': 'give tls: { certFile, keyFile } for tls and wss listeners only',
+  'listeners.tls.minVersion': `use one of ${TLS_VERSIONS.join(', ')}`,
+  'listeners.tls.maxVersion': `use one of ${TLS_VERSIONS.join(', ')}`,
+  'listeners.tls.clientCertificate': 'use none, optional or required',
+  'listeners.proxyProtocol': 'remove it from ws and wss listeners',
   'log.level': `use one of ${LOG_LEVELS.join(', ')}`,
   'mqtt.queueDropPolicy': 'use drop-oldest or drop-newest',
   'mqtt.maximumQoS': 'use 0, 1 or 2',
@@ -134,7 +169,7 @@ export function parseConfig(raw: unknown, source = 'config'): EdgeConfig {
   if (typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError('(root)', `${source} must be a YAML mapping of keys to values`, 'see the Configuration section of the README');
   }
-  rejectLaterListenerTypes(raw as Record<string, unknown>);
+  rejectTlsAliases(raw as Record<string, unknown>);
   const result = configSchema.safeParse(raw);
   if (!result.success) throw toConfigError(result.error.issues[0]!, raw);
   const config = result.data;
@@ -202,7 +237,9 @@ function parseScalar(value: string): unknown {
   }
 }
 
-/** `tcp://0.0.0.0:1883,ws://0.0.0.0:8083/mqtt` */
+const DEFAULT_PORTS: Record<string, number> = { tcp: 1883, ws: 8083, tls: 8883, wss: 8084 };
+
+/** `tcp://0.0.0.0:1883,ws://0.0.0.0:8083/mqtt` (tls and wss need their certificates in the config file) */
 export function parseListenerUrls(list: string): unknown[] {
   return list
     .split(',')
@@ -217,24 +254,20 @@ export function parseListenerUrls(list: string): unknown[] {
       }
       const type = url.protocol.replace(/:$/, '');
       const host = url.hostname.replace(/^\[|\]$/g, '');
-      const defaultPort = type === 'ws' ? 8083 : 1883;
+      const defaultPort = DEFAULT_PORTS[type] ?? 1883;
       const listener: Record<string, unknown> = { type, host, port: url.port === '' ? defaultPort : Number(url.port) };
-      if (type === 'ws' && url.pathname !== '/') listener.path = url.pathname;
+      if ((type === 'ws' || type === 'wss') && url.pathname !== '/') listener.path = url.pathname;
       return listener;
     });
 }
 
-function rejectLaterListenerTypes(raw: Record<string, unknown>): void {
+function rejectTlsAliases(raw: Record<string, unknown>): void {
   const listeners = raw.listeners;
   if (!Array.isArray(listeners)) return;
   listeners.forEach((l: unknown, i) => {
     const type = (l as { type?: unknown } | null)?.type;
-    if (typeof type === 'string' && LATER_LISTENER_TYPES.includes(type)) {
-      throw new ConfigError(
-        `listeners[${i}].type`,
-        `${type} listeners are not supported yet`,
-        'use tcp or ws, and terminate TLS in front of the broker until the security milestone lands',
-      );
+    if (typeof type === 'string' && TLS_ALIASES.includes(type)) {
+      throw new ConfigError(`listeners[${i}].type`, `${JSON.stringify(type)} is not a listener type`, 'use tls (MQTT over TLS) or wss (secure WebSocket)');
     }
   });
 }

@@ -1,6 +1,6 @@
 import { Broker, allowAll, type Authenticator, type BrokerLog, type NodeRegistry } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
-import { Connection, TcpListener, WsListener, type Listener } from '@fleetmq/transport';
+import { Connection, TcpListener, TlsListener, WsListener, WssListener, type Listener, type TlsOptions } from '@fleetmq/transport';
 import { closePorts, openNodeRegistry, openPorts, portsReady } from './backends.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -15,34 +15,84 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-/** Registers the node and keeps it live (every third of the TTL); registers again if it expired. */
-function startHeartbeat(registry: NodeRegistry, nodeId: string, log: Logger): NodeJS.Timeout {
+/** Until the node's first registration succeeds (Redis is still connecting at start), it is retried this often. */
+const REGISTER_RETRY_MS = 200;
+
+/**
+ * Registers the node and keeps it live (every third of the TTL); registers again if it expired.
+ * The first registration is retried quickly: until it succeeds, a draining node does not see
+ * this one and hands it nothing. Returns the function that stops it.
+ */
+function startHeartbeat(registry: NodeRegistry, nodeId: string, log: Logger): () => void {
   const info = { startedAt: Date.now() };
   let registered = false;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  let retries = 0;
   const beat = async (): Promise<void> => {
+    if (stopped) return;
     try {
       if (!registered || !(await registry.heartbeat(nodeId))) {
         await registry.register(nodeId, info);
         if (registered) log.warn({ nodeId }, 'node_registration_expired');
+        else log.info({ nodeId, ttlMs: registry.ttlMs }, 'node_registered');
         registered = true;
       }
     } catch (err) {
-      log.warn({ nodeId, err: (err as Error).message }, 'node_heartbeat_failed');
+      // the quick retries of the first registration log once a second, not each time
+      if (registered || retries % Math.ceil(1000 / REGISTER_RETRY_MS) === 0) {
+        log.warn({ nodeId, err: (err as Error).message }, 'node_heartbeat_failed');
+      }
+      if (!registered && !stopped && retry === undefined) {
+        retries++;
+        retry = setTimeout(() => {
+          retry = undefined;
+          void beat();
+        }, REGISTER_RETRY_MS);
+        retry.unref();
+      }
     }
   };
   void beat();
   const timer = setInterval(() => void beat(), Math.max(100, Math.floor(registry.ttlMs / 3)));
   timer.unref();
-  return timer;
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+    clearTimeout(retry);
+  };
 }
 
-function makeListener(spec: EdgeConfig['listeners'][number], maxPacketSize: number): Listener {
+function makeListener(spec: EdgeConfig['listeners'][number], maxPacketSize: number, log: BrokerLog): Listener {
+  const base = { name: spec.name, host: spec.host, port: spec.port };
+  const listenerLog = log.child({ listener: spec.name });
   switch (spec.type) {
     case 'tcp':
-      return new TcpListener({ name: spec.name, host: spec.host, port: spec.port });
+      return new TcpListener({ ...base, proxyProtocol: spec.proxyProtocol }, listenerLog);
     case 'ws':
-      return new WsListener({ name: spec.name, host: spec.host, port: spec.port, path: spec.path, maxPayload: maxPacketSize });
+      return new WsListener({ ...base, path: spec.path, maxPayload: maxPacketSize });
+    case 'tls':
+      return new TlsListener({ ...base, ...tlsOptions(spec), proxyProtocol: spec.proxyProtocol }, listenerLog);
+    case 'wss':
+      return new WssListener({ ...base, ...tlsOptions(spec), path: spec.path, maxPayload: maxPacketSize }, listenerLog);
   }
+}
+
+/** The listener's tls section as the transport takes it (the schema guarantees it is there). */
+function tlsOptions(spec: EdgeConfig['listeners'][number]): TlsOptions {
+  const { tls } = spec;
+  if (tls === undefined) throw new Error(`listener ${spec.name}: tls settings missing`);
+  return {
+    certFile: tls.certFile,
+    keyFile: tls.keyFile,
+    minVersion: tls.minVersion,
+    maxVersion: tls.maxVersion,
+    clientCertificate: tls.clientCertificate,
+    ...(tls.caFile !== undefined ? { caFile: tls.caFile } : {}),
+    ...(tls.crlFile !== undefined ? { crlFile: tls.crlFile } : {}),
+    ...(tls.ciphers !== undefined ? { ciphers: tls.ciphers } : {}),
+    ...(tls.alpnProtocols !== undefined ? { alpnProtocols: tls.alpnProtocols } : {}),
+  };
 }
 
 /** With no providers configured (security milestone), anonymous access is the only switch. */
@@ -88,7 +138,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     connectTimeout: mqtt.connectTimeout,
   };
   const connectionLog = brokerLog.child({ component: 'connection' });
-  const listeners = config.listeners.map((spec) => makeListener(spec, mqtt.maxPacketSize));
+  const listeners = config.listeners.map((spec) => makeListener(spec, mqtt.maxPacketSize, brokerLog));
   const started: Listener[] = [];
   try {
     for (const listener of listeners) {
@@ -104,7 +154,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     throw err;
   }
   const registry = openNodeRegistry(config, log);
-  const heartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log);
+  const stopHeartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log);
   log.info({ nodeId: config.nodeId, listeners: started.map((l) => l.name) }, 'node_ready');
 
   let stopping: Promise<void> | undefined;
@@ -129,7 +179,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
           log.warn({ nodeId: config.nodeId, gracePeriod: config.drain.gracePeriod }, 'drain_grace_period_exceeded');
           broker.shutdown(ReasonCode.ServerShuttingDown);
         }
-        if (heartbeat !== undefined) clearInterval(heartbeat);
+        stopHeartbeat?.();
         await registry?.deregister(config.nodeId).catch(() => undefined);
         await closingListeners;
         await closePorts(ports);

@@ -26,7 +26,7 @@ function writeTemp(name: string, text: string): string {
 describe('parseConfig defaults', () => {
   it('gives a working local broker with nothing configured: 127.0.0.1:1883, anonymous allowed', () => {
     const config = parseConfig({});
-    expect(config.listeners).toEqual([{ type: 'tcp', name: 'tcp-1883', host: '127.0.0.1', port: 1883, path: '/mqtt' }]);
+    expect(config.listeners).toEqual([{ type: 'tcp', name: 'tcp-1883', host: '127.0.0.1', port: 1883, path: '/mqtt', proxyProtocol: false }]);
     expect(config.auth.allowAnonymous).toBe(true);
     expect(config.log.level).toBe('info');
     expect(config.nodeId).toMatch(/^[A-Za-z0-9._-]{1,64}$/);
@@ -45,7 +45,7 @@ describe('parseConfig defaults', () => {
     const config = parseConfig({ mqtt: { maxPacketSize: 2048 }, listeners: [{ type: 'ws', port: 9001 }] });
     expect(config.mqtt.maxPacketSize).toBe(2048);
     expect(config.mqtt.receiveMaximum).toBe(defaultBrokerOptions.receiveMaximum);
-    expect(config.listeners[0]).toEqual({ type: 'ws', name: 'ws-9001', host: '127.0.0.1', port: 9001, path: '/mqtt' });
+    expect(config.listeners[0]).toEqual({ type: 'ws', name: 'ws-9001', host: '127.0.0.1', port: 9001, path: '/mqtt', proxyProtocol: false });
   });
 });
 
@@ -95,10 +95,37 @@ describe('parseConfig errors name the key, the value and the fix', () => {
     expect(err.message).toContain('missing');
   });
 
-  it('TLS listeners are refused as not supported yet, with the workaround', () => {
-    const err = errorOf(() => parseConfig({ listeners: [{ type: 'tls', port: 8883 }] }));
+  it('a tls listener takes its certificate files, with TLS 1.2 and 1.3 by default', () => {
+    const config = parseConfig({ listeners: [{ type: 'tls', port: 8883, proxyProtocol: true, tls: { certFile: 'c.pem', keyFile: 'k.pem' } }] });
+    expect(config.listeners[0]).toMatchObject({
+      type: 'tls',
+      name: 'tls-8883',
+      proxyProtocol: true,
+      tls: { certFile: 'c.pem', keyFile: 'k.pem', minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3', clientCertificate: 'none' },
+    });
+  });
+
+  it('a tls or wss listener without certificate files names the tls key', () => {
+    const err = errorOf(() => parseConfig({ listeners: [{ type: 'wss', port: 8084 }] }));
+    expect(err.key).toBe('listeners[0].tls');
+    expect(err.message).toContain('a wss listener needs tls.certFile and tls.keyFile');
+  });
+
+  it('tls settings on a plain listener, and PROXY protocol on WebSocket, are refused', () => {
+    expect(errorOf(() => parseConfig({ listeners: [{ type: 'tcp', port: 1, tls: { certFile: 'c', keyFile: 'k' } }] })).key).toBe('listeners[0].tls');
+    expect(errorOf(() => parseConfig({ listeners: [{ type: 'ws', port: 1, proxyProtocol: true }] })).key).toBe('listeners[0].proxyProtocol');
+  });
+
+  it('other brokers\' names for TLS get the right type as the fix', () => {
+    const err = errorOf(() => parseConfig({ listeners: [{ type: 'ssl', port: 8883 }] }));
     expect(err.key).toBe('listeners[0].type');
-    expect(err.message).toContain('not supported yet');
+    expect(err.hint).toBe('use tls (MQTT over TLS) or wss (secure WebSocket)');
+  });
+
+  it('a TLS version outside the list names the choices', () => {
+    const err = errorOf(() => parseConfig({ listeners: [{ type: 'tls', port: 1, tls: { certFile: 'c', keyFile: 'k', minVersion: 'SSLv3' } }] }));
+    expect(err.key).toBe('listeners[0].tls.minVersion');
+    expect(err.hint).toBe('use one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3');
   });
 
   it('two listeners with one name', () => {
