@@ -2,14 +2,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { DynamoFixture, NatsFixture } from '@fleetmq/testkit';
+import type { DynamoFixture, NatsFixture, RedisFixture } from '@fleetmq/testkit';
 
 /**
  * A FleetMQ cluster of real edge-node processes (`node services/edge/dist/cli.js start`, the
- * build `npm test` makes), joined through one NATS server and one DynamoDB endpoint. Each node
- * has its own node ID (its NATS connection name) and a free 127.0.0.1 TCP port. Nodes are
- * stopped by their PID: SIGTERM, then SIGKILL after a timeout; a process exit hook kills any
- * that a test run left behind.
+ * build `npm test` makes), joined through one NATS server and one DynamoDB endpoint, and
+ * optionally one Redis (client-ID ownership, node registry). Each node has its own node ID (its
+ * NATS connection name) and a free 127.0.0.1 TCP port. Nodes are stopped by their PID: SIGTERM,
+ * then SIGKILL after a timeout (`terminate` reports how a drained node exited); a process exit
+ * hook kills any that a test run left behind.
  */
 
 const CLI = fileURLToPath(new URL('../../services/edge/dist/cli.js', import.meta.url));
@@ -39,6 +40,12 @@ export interface ClusterNode {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM by PID, SIGKILL if it has not exited after a timeout. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * SIGTERM by PID (a drain) and waits for the exit: resolves with the exit status and the
+   * milliseconds from the signal to the exit. A node still running after `timeoutMs` is
+   * killed (SIGKILL) and reported with `killed: true`.
+   */
+  terminate(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean }>;
 }
 
 export interface Cluster {
@@ -54,6 +61,11 @@ export interface ClusterOptions {
   readonly idPrefix?: string;
   /** Table prefix (default unique per cluster, so test files never share retained messages). */
   readonly tablePrefix?: string;
+  /**
+   * Client-ID ownership and the node registry in this Redis (`cluster.redis.url`); then
+   * startCluster also waits until every node is registered (`node_registered`).
+   */
+  readonly redis?: RedisFixture;
   /** Extra environment for every node (FLEETMQ_… overrides). */
   readonly env?: Readonly<Record<string, string>>;
 }
@@ -142,6 +154,38 @@ function startNode(id: string, env: Record<string, string>): ClusterNode {
     });
 
   let stopping: Promise<void> | undefined;
+  let terminating: Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean }> | undefined;
+  const terminate = (timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number; killed: boolean }> => {
+    terminating ??= (async () => {
+      const since = Date.now();
+      if (!done && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGTERM');
+        } catch {
+          // already gone
+        }
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const late = await Promise.race([
+        exited.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      const ms = Date.now() - since;
+      if (late && child.pid !== undefined) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      return { ...(await exited), ms, killed: late };
+    })();
+    stopping ??= terminating.then(() => undefined);
+    return terminating;
+  };
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       if (done || child.pid === undefined) return;
@@ -180,6 +224,7 @@ function startNode(id: string, env: Record<string, string>): ClusterNode {
     waitForEvent,
     exited,
     stop,
+    terminate,
   };
 }
 
@@ -202,6 +247,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     FLEETMQ_DYNAMODB__CREATE_TABLES: 'true',
     AWS_ACCESS_KEY_ID: dynamo.credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: dynamo.credentials.secretAccessKey,
+    ...(options.redis !== undefined ? { FLEETMQ_CLUSTER__REDIS__URL: options.redis.url } : {}),
     ...options.env,
   };
   const started: ClusterNode[] = [];
@@ -214,6 +260,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       started.map(async (node) => {
         const [listening] = await node.waitForEvent((e) => e.msg === 'listener_started', 1, START_TIMEOUT_MS);
         await node.waitForEvent((e) => e.msg === 'bus_connected', 1, START_TIMEOUT_MS);
+        if (options.redis !== undefined) await node.waitForEvent((e) => e.msg === 'node_registered', 1, START_TIMEOUT_MS);
         const port = listening!.port as number;
         return { ...node, port, url: `mqtt://127.0.0.1:${port}` } satisfies ClusterNode;
       }),
@@ -247,4 +294,20 @@ export async function natsConnections(monitorPort: number): Promise<Map<string, 
   const byName = new Map<string, NatsConnz>();
   for (const c of body.connections ?? []) if (c.name !== undefined) byName.set(c.name, c);
   return byName;
+}
+
+/**
+ * Resolves once every node's node link (its second NATS connection, `<id>/link`) serves its
+ * request subject, so that takeover requests between the nodes are answered; rejects after
+ * `timeoutMs`. Needs nats-server's monitoring port.
+ */
+export async function waitForNodeLinks(monitorPort: number, nodes: readonly ClusterNode[], timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const connz = await natsConnections(monitorPort);
+    const missing = nodes.filter((n) => !(connz.get(`${n.id}/link`)?.subscriptions_list ?? []).includes(`fleetmq.node.${n.id.replace(/\./g, '_')}`));
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`node links not serving within ${timeoutMs} ms: ${missing.map((n) => n.id).join(', ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

@@ -58,7 +58,10 @@ const NEVER = 0xffffffff;
  */
 class DetachedSession implements Subscriber {
   readonly online = false;
-  private pending: Promise<unknown> = Promise.resolve();
+  /** The appends started so far, one after the other; it never rejects. */
+  private pending: Promise<void> = Promise.resolve();
+  /** Messages waiting for the append in flight: the next append writes them all, in order. */
+  private waiting: Message[] | undefined;
   expiryTimer: NodeJS.Timeout | undefined;
   willTimer: NodeJS.Timeout | undefined;
 
@@ -83,25 +86,33 @@ class DetachedSession implements Subscriber {
     this.append([message]);
   }
 
+  /**
+   * Appends in order, one call at a time; what arrives while a call is in flight goes in the
+   * next one together (so a busy session costs a few calls, and a flush waits for at most two).
+   */
   append(messages: readonly Message[]): void {
     if (messages.length === 0) return;
     this.stats.offlineQueued += messages.length;
-    this.pending = this.pending.then(
-      () =>
-        this.queue.append(this.clientId, messages).then((r) => {
+    if (this.waiting !== undefined) {
+      this.waiting.push(...messages);
+      return;
+    }
+    const batch = [...messages];
+    this.waiting = batch;
+    this.pending = this.pending.then(() => {
+      this.waiting = undefined;
+      return this.queue.append(this.clientId, batch).then(
+        (r) => {
           this.stats.offlineDropped += r.dropped;
-        }),
-      () => undefined,
-    );
-    this.pending.catch((err: unknown) => this.log.error({ clientId: this.clientId, err }, 'offline_append_failed'));
+        },
+        (err: unknown) => this.log.error({ clientId: this.clientId, count: batch.length, err }, 'offline_append_failed'),
+      );
+    });
   }
 
   /** Resolves once every append started so far has finished. */
   flush(): Promise<void> {
-    return this.pending.then(
-      () => undefined,
-      () => undefined,
-    );
+    return this.pending;
   }
 
   clearTimers(): void {
@@ -112,15 +123,28 @@ class DetachedSession implements Subscriber {
   }
 }
 
-/** Buffers deliveries into a session while its new channel is being opened. */
+/**
+ * Buffers deliveries into a session while its new channel is being opened. During a takeover a
+ * message may come twice (through this node's bus subscription and in the old owner's buffer)
+ * with any number of others in between, more than the session's bounded window of recent IDs
+ * holds: so it also remembers, exactly, every ID the session held or received while opening.
+ */
 class OpeningSubscriber implements Subscriber {
   readonly online = true;
-  constructor(readonly session: Session) {}
+  private readonly seen = new Set<string>();
+  constructor(readonly session: Session) {
+    for (const d of session.queue.toArray()) this.seen.add(d.message.id);
+    for (const e of session.inflight.values()) this.seen.add(e.message.id);
+  }
   get clientId(): string {
     return this.session.clientId;
   }
   deliver(message: Message, delivery: Delivery, shared?: string): void {
-    if (delivery.qos > 0 && !this.session.markSeen(seenKey(message, shared))) return;
+    if (delivery.qos > 0) {
+      const key = seenKey(message, shared);
+      if (this.seen.has(key) || !this.session.markSeen(key)) return;
+      this.seen.add(key);
+    }
     this.session.queue.push({ message, ...delivery });
   }
 }
@@ -133,7 +157,11 @@ class HandoverSubscriber implements Subscriber {
   readonly online = false;
   readonly buffer: BufferedDelivery[] = [];
   timer: NodeJS.Timeout | undefined;
-  constructor(readonly session: Session) {}
+  constructor(
+    readonly session: Session,
+    /** Its offline queue was read into the snapshot and is removed once the new owner has that. */
+    readonly queueRead: boolean,
+  ) {}
   get clientId(): string {
     return this.session.clientId;
   }
@@ -276,10 +304,6 @@ export class SessionRegistry {
       await offlineQueue.clear(clientId);
     }
 
-    session ??= new Session(clientId, req.protocolVersion, req.expiryInterval, limits);
-    session.protocolVersion = req.protocolVersion;
-    session.expiryInterval = req.expiryInterval;
-    session.will = req.will;
     if (remote !== undefined) {
       // DESIGN invariant 2: of two CONNECTs racing on two nodes the later claim wins; the
       // earlier one, if its takeover request went unanswered, finds out here and gives way
@@ -287,13 +311,56 @@ export class SessionRegistry {
       if (owner !== null && owner.epoch !== claim.epoch) {
         const opening = router.subscriberOf(clientId);
         if (opening !== undefined) router.detach(opening);
-        for (const filter of session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+        if (session !== undefined && session.expiryInterval > 0) {
+          // the session it took stays here, detached, as it was: the newer owner's takeover
+          // request (waiting for this one to end) takes it over whole (invariants 1 and 3)
+          await this.keepForNewerOwner(session, claim.epoch);
+        } else {
+          for (const filter of session?.subscriptions.keys() ?? []) await router.unsubscribe(clientId, filter);
+        }
         throw new SessionTakenOverError(`client ${clientId} claimed by node ${owner.nodeId} meanwhile`);
       }
     }
+    session ??= new Session(clientId, req.protocolVersion, req.expiryInterval, limits);
+    session.protocolVersion = req.protocolVersion;
+    session.expiryInterval = req.expiryInterval;
+    session.will = req.will;
     this.live.set(clientId, { channel: req.channel, epoch: claim.epoch });
     if (session.expiryInterval > 0) await this.persistEntry(session, claim.epoch);
     return { session, present, epoch: claim.epoch };
+  }
+
+  /**
+   * A CONNECT that gave way to a newer claim leaves the session it opened detached here, as a
+   * client that left would (its queue moves to the offline queue), for the newer owner to take
+   * over. No connection ended, so its will is not armed; it travels with the session. Saved
+   * under this node's epoch: refused (FencedError) when the newer owner already wrote, which
+   * means it did not wait for this node, and then nothing is kept here.
+   */
+  private async keepForNewerOwner(session: Session, epoch: number): Promise<void> {
+    const { router, store, log } = this.deps;
+    const { clientId } = session;
+    const pending = session.queue.toArray();
+    session.queue.clear();
+    const will = session.will;
+    session.will = undefined;
+    const detached = this.keepDetached(session, Date.now());
+    session.will = will;
+    detached.append(pending.filter((d) => d.qos > 0).map((d) => d.message));
+    this.stats.offlineDropped += pending.filter((d) => d.qos === 0).length;
+    try {
+      await store.save(session.toSnapshot(Date.now()), epoch);
+    } catch (err) {
+      if (!(err instanceof FencedError)) {
+        log.error({ clientId, err }, 'session_save_failed');
+        return;
+      }
+      log.info({ clientId }, 'session_fenced');
+      this.detached.delete(clientId);
+      detached.clearTimers();
+      router.detach(detached);
+      for (const filter of session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+    }
   }
 
   /**
@@ -429,8 +496,11 @@ export class SessionRegistry {
     }
   }
 
-  /** Moves the session's offline queue into its in-memory queue (bounded by the same limit). */
-  private async drainQueueInto(session: Session): Promise<void> {
+  /**
+   * Moves the session's offline queue into its in-memory queue (bounded by the same limit);
+   * with `keep`, copies it and leaves the offline queue as it is.
+   */
+  private async drainQueueInto(session: Session, keep = false): Promise<void> {
     const { offlineQueue } = this.deps;
     let after: number | undefined;
     for (;;) {
@@ -439,18 +509,21 @@ export class SessionRegistry {
       for (const { message } of batch) session.enqueueStored(message);
       after = batch[batch.length - 1]!.seq;
     }
-    await offlineQueue.clear(session.clientId);
+    if (!keep) await offlineQueue.clear(session.clientId);
   }
 
-  /** Moves what the offline queue holds for the session in front of what arrived since. */
-  private async restoreQueued(session: Session): Promise<void> {
+  /**
+   * Moves what the offline queue holds for the session in front of what arrived since; with
+   * `keep`, copies it and leaves the offline queue as it is.
+   */
+  private async restoreQueued(session: Session, keep = false): Promise<void> {
     const restored = new Session(session.clientId, session.protocolVersion, session.expiryInterval, {
       maxQueued: session.queue.limit,
       dropPolicy: session.queue.policy,
     });
     for (const [f, o] of session.subscriptions) restored.subscriptions.set(f, o);
     for (const e of session.inflight.values()) restored.markSeen(e.message.id);
-    await this.drainQueueInto(restored);
+    await this.drainQueueInto(restored, keep);
     // duplicates are what arrived meanwhile (through the bus while opening), now in the
     // session's queue; not the session's recent IDs, which include what its last
     // connection had queued and moved to the offline queue itself
@@ -475,7 +548,7 @@ export class SessionRegistry {
     if (request.type === 'adopt') {
       return this.withLock(clientId, async () => ({ type: 'adopted', ok: await this.adopt(clientId, request.from) }));
     }
-    return this.withLock(clientId, async () => ({ type: 'buffer', deliveries: await this.finishHandover(clientId) }));
+    return this.withLock(clientId, async () => ({ type: 'buffer', deliveries: await this.finishHandover(clientId, true) }));
   }
 
   /**
@@ -552,27 +625,35 @@ export class SessionRegistry {
     } else if (detached !== undefined) {
       this.detached.delete(clientId);
       detached.clearTimers();
-      router.detach(detached);
-      await detached.flush();
       session = detached.session;
       since = detached.since;
-      // what it captured travels in the snapshot: the offline queue may be this node's own
-      await this.drainQueueInto(session);
     } else {
       return null;
     }
-    const handover = new HandoverSubscriber(session);
+    // from here on what the session's subscriptions match is buffered for the new owner; for a
+    // detached session it replaces the detached one at once, so nothing that arrives while its
+    // queue is read below falls between the two
+    const handover = new HandoverSubscriber(session, detached !== undefined);
     router.attach(handover);
     this.handovers.set(clientId, handover);
     handover.timer = setTimeout(() => {
       // the new owner went quiet: keep what was buffered in the offline queue, let go
       void this.withLock(clientId, async () => {
-        const left = await this.finishHandover(clientId);
+        const left = await this.finishHandover(clientId, false);
         const messages = left.filter((b) => b.delivery.qos > 0).map((b) => b.message);
         if (messages.length > 0) await this.deps.offlineQueue.append(clientId, messages).catch(() => undefined);
       });
     }, HANDOVER_LIMIT_MS);
     handover.timer.unref();
+    if (detached !== undefined) {
+      await detached.flush();
+      // what it captured travels in the snapshot: the offline queue may be this node's own.
+      // Not checked against the session's recent IDs, which include what its last connection
+      // had queued (seen, not sent) and moved to the offline queue itself. Copied, not moved:
+      // it is removed at takeover-end, once the new owner has the snapshot; a new owner that
+      // stopped waiting reads it from the queue instead (a shared one) or finds it here later
+      await this.restoreQueued(session, true);
+    }
     log.info({ clientId }, 'session_handed_over');
     const snapshot = session.toSnapshot(since);
     // what was queued for the client and not sent travels in the snapshot
@@ -580,15 +661,23 @@ export class SessionRegistry {
     return snapshot;
   }
 
-  /** Old owner, takeover-end: drop the session here, hand over what was buffered. */
-  private async finishHandover(clientId: string): Promise<BufferedDelivery[]> {
+  /**
+   * Old owner, takeover-end (`received`: the new owner has the snapshot): drop the session
+   * here, remove the offline queue the snapshot carried, hand over what was buffered.
+   */
+  private async finishHandover(clientId: string, received: boolean): Promise<BufferedDelivery[]> {
     const handover = this.handovers.get(clientId);
     if (handover === undefined) return [];
     this.handovers.delete(clientId);
     clearTimeout(handover.timer);
-    const { router } = this.deps;
+    const { router, offlineQueue, log } = this.deps;
     router.detach(handover);
     for (const filter of handover.session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+    if (received && handover.queueRead) {
+      // left in place if this fails: the new owner reads it after takeover-end and drops
+      // what the snapshot already brought
+      await offlineQueue.clear(clientId).catch((err: unknown) => log.warn({ clientId, err }, 'offline_queue_clear_failed'));
+    }
     return handover.buffer;
   }
 

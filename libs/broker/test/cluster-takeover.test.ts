@@ -101,6 +101,134 @@ describe('session takeover between nodes', () => {
     expect(await a.ports.offlineQueue.length('roam')).toBe(0);
   });
 
+  it('DESIGN invariant 3: what a client left queued on node A (not yet sent) when its connection dropped reaches node B', async () => {
+    const { a, b } = await twoNodes();
+    const first = await a.connect({ clientId: 'roam', ...persistent, properties: { ...persistent.properties, receiveMaximum: 1 } });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    const pub = await a.connect({ clientId: 'pub' });
+    for (const m of ['q1', 'q2', 'q3']) await pub.publish('p/x', m, { qos: 1 });
+    await settle();
+    expect(payloads(first.publishes())).toEqual(['q1']); // q2 and q3 wait in the session's queue
+    await first.drop();
+    await settle();
+    expect(a.broker.registry.detachedCount).toBe(1);
+    const second = b.client();
+    expect((await second.connect({ clientId: 'roam', ...persistent })).sessionPresent).toBe(true);
+    await settle();
+    expect(payloads(second.publishes())).toEqual(['q1', 'q2', 'q3']);
+  });
+
+  it('DESIGN invariant 3: a message that arrives on node A while it reads the offline queue of a detached session it hands over reaches node B', async () => {
+    const hub = new MemoryNodeLinkHub();
+    const a = harness({ nodeId: 'a', linkHub: hub });
+    const b = harness({ nodeId: 'b', ports: a.ports, linkHub: hub });
+    await a.broker.start();
+    await b.broker.start();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    await first.drop();
+    await settle();
+    const pub = await a.connect({ clientId: 'pub' });
+    await pub.publish('p/x', 'before', { qos: 1 });
+    await settle();
+    // node A's first read of the offline queue (at takeover-begin) waits, as a remote store's does
+    const queue = a.ports.offlineQueue;
+    const read = queue.read.bind(queue);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let reading = false;
+    queue.read = async (...args: Parameters<typeof read>) => {
+      if (!reading) {
+        reading = true;
+        await gate;
+      }
+      return read(...args);
+    };
+    const second = b.client();
+    const connecting = second.connect({ clientId: 'roam', ...persistent });
+    await settle();
+    expect(reading).toBe(true);
+    await pub.publish('p/x', 'while-reading', { qos: 1 });
+    await settle();
+    release();
+    expect((await connecting).sessionPresent).toBe(true);
+    await settle();
+    expect(payloads(second.publishes())).toEqual(['before', 'while-reading']);
+  });
+
+  it('DESIGN invariant 3: more messages between the two steps of a takeover than the window of recent IDs still arrive once each', async () => {
+    const hub = new MemoryNodeLinkHub();
+    const a = harness({ nodeId: 'a', linkHub: hub });
+    const b = harness({ nodeId: 'b', ports: a.ports, linkHub: hub });
+    await a.broker.start();
+    await b.broker.start();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    const pub = await a.connect({ clientId: 'pub' });
+    // before node A answers takeover-end, node B is subscribed too: each of these 600 messages
+    // reaches node B twice, through the bus and in node A's buffer
+    const serveA = hub.handlers.get('a')!;
+    const sent: string[] = [];
+    hub.handlers.set('a', async (request: NodeRequest): Promise<NodeReply> => {
+      if (request.type === 'takeover-end') {
+        for (let i = 0; i < 600; i++) {
+          sent.push(`m${i}`);
+          await pub.publish('p/x', `m${i}`, { qos: 1 });
+        }
+      }
+      return serveA(request);
+    });
+    const second = b.client();
+    expect((await second.connect({ clientId: 'roam', ...persistent })).sessionPresent).toBe(true);
+    await settle();
+    const got = payloads(second.publishes());
+    expect(got).toHaveLength(600);
+    expect([...got].sort()).toEqual([...sent].sort());
+  });
+
+  it('DESIGN invariant 1: an old owner too slow to answer takeover-begin does not take what it captured with it', async () => {
+    const { a, b } = await twoNodes();
+    const first = await a.connect({ clientId: 'roam', ...persistent });
+    await first.subscribe({ topic: 'p/#', qos: 1 });
+    await first.drop();
+    await settle();
+    const pub = await b.connect({ clientId: 'pub' });
+    await pub.publish('p/x', 'm1', { qos: 1 });
+    await settle();
+    // node A's next append to the offline queue hangs for longer than node B waits (2 s)
+    const queue = a.ports.offlineQueue;
+    const append = queue.append.bind(queue);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    queue.append = async (...args: Parameters<typeof append>) => {
+      await gate;
+      return append(...args);
+    };
+    await pub.publish('p/x', 'm2', { qos: 1 });
+    await settle();
+    const second = b.client();
+    // node B gives up on node A and resumes from the stores: m1 only, m2 is not appended yet
+    expect((await second.connect({ clientId: 'roam', ...persistent })).sessionPresent).toBe(true);
+    await settle();
+    const [m1] = second.publishes();
+    expect(payloads([m1!])).toEqual(['m1']);
+    await second.ack(m1!);
+    release();
+    await settle(20);
+    // node A finished its hand-over for nobody: m2 is still in the offline queue, and the
+    // client's next session resume delivers it
+    await second.drop();
+    await settle();
+    const third = b.client();
+    expect((await third.connect({ clientId: 'roam', ...persistent })).sessionPresent).toBe(true);
+    await settle();
+    expect(payloads(third.publishes())).toEqual(['m2']);
+  }, 10_000);
+
   it('[MQTT-3.1.2-8] a clean start on node B ends the session on node A: its will is published once', async () => {
     const { a, b } = await twoNodes();
     const watch = await b.connect({ clientId: 'watch' });
@@ -184,6 +312,60 @@ describe('session takeover between nodes', () => {
     expect(loser.closed).toBe(true);
     expect(a.broker.registry.isConnected('race')).toBe(false);
     expect(a.broker.router.busSubscriptionCount).toBe(0);
+  });
+
+  it('DESIGN invariants 1 and 2: a CONNECT that gives way to a newer claim leaves the session it took whole for the winner', async () => {
+    const hub = new MemoryNodeLinkHub();
+    const a = harness({ nodeId: 'a', linkHub: hub });
+    const b = harness({ nodeId: 'b', ports: a.ports, linkHub: hub });
+    const c = harness({ nodeId: 'c', ports: a.ports, linkHub: hub });
+    for (const h of [a, b, c]) await h.broker.start();
+    // on node C: one message inflight (Receive Maximum 1, never acknowledged), two queued
+    const holder = await c.connect({ clientId: 'race', ...persistent, properties: { ...persistent.properties, receiveMaximum: 1 } });
+    await holder.subscribe({ topic: 'p/#', qos: 1 });
+    const pub = await c.connect({ clientId: 'pub' });
+    for (const m of ['h1', 'h2', 'h3']) await pub.publish('p/x', m, { qos: 1 });
+    await settle();
+    expect(payloads(holder.publishes())).toEqual(['h1']);
+    // node A takes the session from C; before it is done, node B claims the client ID
+    const ownership = a.ports.ownership;
+    const owner = ownership.owner.bind(ownership);
+    const claim = ownership.claim.bind(ownership);
+    const winner = b.client();
+    let winning: Promise<unknown> | undefined;
+    ownership.owner = async (clientId: string) => {
+      if (winning === undefined) {
+        let claimed!: () => void;
+        const bClaimed = new Promise<void>((resolve) => {
+          claimed = resolve;
+        });
+        ownership.claim = async (...args: Parameters<typeof claim>) => {
+          const result = await claim(...args);
+          ownership.claim = claim;
+          claimed();
+          return result;
+        };
+        winning = winner.connect({ clientId: 'race', ...persistent });
+        await bClaimed;
+      }
+      return owner(clientId);
+    };
+    const loser = a.client();
+    expect((await loser.connect({ clientId: 'race', ...persistent })).reasonCode).toBe(ReasonCode.ServerBusy);
+    expect(((await winning) as { sessionPresent: boolean }).sessionPresent).toBe(true);
+    await settle();
+    expect(holder.next('disconnect').reasonCode).toBe(ReasonCode.SessionTakenOver);
+    const got = winner.publishes();
+    expect(got.map((p) => [p.payload.toString(), p.dup])).toEqual([
+      ['h1', true],
+      ['h2', false],
+      ['h3', false],
+    ]);
+    expect(a.broker.registry.detachedCount).toBe(0);
+    expect(a.broker.router.busSubscriptionCount).toBe(0);
+    await pub.publish('p/x', 'after', { qos: 1 });
+    await settle();
+    expect(payloads(winner.publishes())).toEqual(['after']);
   });
 
   it('DESIGN invariant 8: with the ownership store down, CONNECT is refused with 0x88 (3.1.1: 3), never half-open', async () => {

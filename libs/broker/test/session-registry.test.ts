@@ -186,6 +186,27 @@ describe('SessionRegistry.open', () => {
     expect(await t.offlineQueue.length('roam')).toBe(0);
   });
 
+  it('a detached session whose offline append failed keeps appending what comes after (in few calls, in order)', async () => {
+    const t = setup();
+    const a = await t.connect('c1', { cleanStart: false, expiryInterval: 60 });
+    await t.subscribe(a.session, 'x/#');
+    await t.registry.close(a.channel, a.session, { publishWill: false });
+    const append = t.offlineQueue.append.bind(t.offlineQueue);
+    let calls = 0;
+    vi.spyOn(t.offlineQueue, 'append').mockImplementation(async (id, messages) => {
+      calls++;
+      if (calls === 1) throw new Error('store down for a moment');
+      return append(id, messages);
+    });
+    await t.bus.publish(message('x/lost', { id: 'lost' }));
+    await settle();
+    for (let i = 0; i < 5; i++) await t.bus.publish(message('x/after', { id: `after-${i}` }));
+    await settle();
+    expect(calls).toBeLessThanOrEqual(3);
+    const b = await t.connect('c1', { cleanStart: false, expiryInterval: 60 });
+    expect(b.channel.got.map((m) => m.id)).toEqual(['after-0', 'after-1', 'after-2', 'after-3', 'after-4']);
+  });
+
   it('Clean Start removes a session another node left in the store, and its offline queue', async () => {
     const t = setup();
     const other = new Session('gone', 5, 60, limits);
