@@ -297,6 +297,9 @@ export class SessionRegistry {
         router.attach(new OpeningSubscriber(session));
         for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
         await this.restoreQueued(session);
+      } else {
+        // no session (never was, or it expired): what an expired one left queued is not this one's
+        await offlineQueue.clear(clientId);
       }
     } else {
       // a session another node left in the store ends here

@@ -752,3 +752,22 @@ describe('takeover', () => {
     expect(h.broker.router.busSubscriptionCount).toBe(0);
   });
 });
+
+describe('leftovers of an expired session', () => {
+  it('a client with no stored session does not inherit an offline queue an expired session left behind', async () => {
+    const h = harness();
+    await h.ports.offlineQueue.append('ghost', [
+      { id: 'old-1', topic: 'g/t', payload: Buffer.from('stale'), qos: 1, retain: false, createdAt: Date.now() },
+    ]);
+    const c = h.client();
+    const connack = await c.connect({ clientId: 'ghost', clean: false, properties: { sessionExpiryInterval: 60 } });
+    expect(connack.sessionPresent).toBe(false);
+    await c.subscribe({ topic: 'g/#', qos: 1 });
+    await c.drop();
+    const back = h.client();
+    expect((await back.connect({ clientId: 'ghost', clean: false, properties: { sessionExpiryInterval: 60 } })).sessionPresent).toBe(true);
+    await settle();
+    expect(back.publishes()).toEqual([]);
+    expect(await h.ports.offlineQueue.length('ghost')).toBe(0);
+  });
+});
