@@ -110,13 +110,13 @@ describe('cluster: publish on one node, receive on another', () => {
     await wild.subscribeAsync(['#', '+/status', '+/+'], { qos: 1 });
     const dollar = await connectMqtt(C.url, { protocolVersion: 5, clientId: 'dollar-c' });
     const dollarInbox = new Inbox(dollar);
-    await dollar.subscribeAsync(['$fleet/#', '$SYS/+'], { qos: 1 });
+    await dollar.subscribeAsync(['$fleet/#', '$things/+'], { qos: 1 });
     const mosqWild = new MosquittoSub({ port: C.port, version: 'mqttv311', topics: ['#'], qos: 1, count: 1, timeoutSec: 10 });
     await mosqWild.subscribed();
 
     const pub = await connectMqtt(A.url, { protocolVersion: 5, clientId: 'dollar-pub-a' });
     await pub.publishAsync('$fleet/status', 'hidden', { qos: 1 });
-    await pub.publishAsync('$SYS/status', 'hidden', { qos: 0 });
+    await pub.publishAsync('$things/status', 'hidden', { qos: 0 }); // not $SYS: clients may not publish there
     await pub.publishAsync('$fleet', 'hidden', { qos: 1 });
     // the sentinel comes after them on the same path: a '$' copy would have arrived first
     await pub.publishAsync('plain/status', 'seen', { qos: 1 });
@@ -127,7 +127,7 @@ describe('cluster: publish on one node, receive on another', () => {
     await quietPeriod(200);
     expect(texts(wildInbox)).toEqual(['plain/status seen']); // three matching filters, one copy
     expect(m).toMatchObject({ topic: 'plain/status', payload: 'seen' });
-    expect(texts(dollarInbox).sort()).toEqual(['$SYS/status hidden', '$fleet hidden', '$fleet/status hidden']);
+    expect(texts(dollarInbox).sort()).toEqual(['$fleet hidden', '$fleet/status hidden', '$things/status hidden']);
   });
 
   it('No Local across nodes: only the publishing client ID is skipped', async () => {

@@ -1,4 +1,5 @@
 import { parseSharedFilter, topicMatches } from '@fleetmq/protocol';
+import type { Authorizer, AuthzAction, ClientAuthorization } from '@fleetmq/broker';
 import { parseAclFile, type AclFile } from './acl-file.js';
 import { filterCovers } from './filter-covers.js';
 import type { AuthIdentity } from './identity.js';
@@ -8,7 +9,7 @@ import type { AuthIdentity } from './identity.js';
  * `subscribe`: may it SUBSCRIBE with this filter (read access covering the whole filter)?
  * `read`: may a message on this topic name be delivered to it (read access)?
  */
-export type AclAction = 'publish' | 'subscribe' | 'read';
+export type AclAction = AuthzAction;
 
 export interface AclOptions {
   /**
@@ -29,7 +30,7 @@ interface CompiledRule {
 }
 
 /** One client's rules, with `%c`/`%u` already substituted: build once at CONNECT, check per packet. */
-export class ClientAcl {
+export class ClientAcl implements ClientAuthorization {
   private readonly allow: readonly CompiledRule[];
   private readonly deny: readonly string[];
   private readonly subscribeMode: 'covered' | 'mosquitto';
@@ -81,7 +82,7 @@ export class ClientAcl {
  * Mosquitto, no rule lets a client publish to `$SYS` (but for a bridge's connection state)
  * or to `$share` (see {@link isReservedTopic}).
  */
-export class Acl {
+export class Acl implements Authorizer {
   readonly file: AclFile;
   private readonly subscribeMode: 'covered' | 'mosquitto';
 

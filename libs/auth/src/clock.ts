@@ -1,4 +1,2 @@
-/** Milliseconds since the epoch; injectable so that tests drive time by hand. */
-export type Clock = () => number;
-
-export const systemClock: Clock = () => Date.now();
+// The clock lives with the token bucket in the broker (its per-client publish rate uses one).
+export { systemClock, type Clock } from '@fleetmq/broker';

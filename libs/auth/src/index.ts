@@ -13,6 +13,7 @@ export * from './providers/password-file-provider.js';
 export * from './providers/jwt-provider.js';
 export * from './providers/sas-token-provider.js';
 export * from './providers/device-token-provider.js';
+export * from './providers/certificate-provider.js';
 export * from './auth-chain.js';
 export * from './filter-covers.js';
 export * from './acl-file.js';

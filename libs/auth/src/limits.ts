@@ -12,6 +12,7 @@ import { TokenBucket } from './token-bucket.js';
  *   fleetmq_limit_hits_total{limit="max_qos"}           QoS above the maximum (refused 0x9B or downgraded)
  *   fleetmq_limit_hits_total{limit="retain"}            retain refused (0x9A) or stripped
  *   fleetmq_limit_hits_total{limit="packet_size"}       packet over the maximum size (0x95)
+ *   fleetmq_limit_hits_total{limit="payload_size"}      payload over limits.maxPayloadSize (PUBACK 0x97)
  *   fleetmq_limit_hits_total{limit="inflight"}          inflight window full
  *   fleetmq_limit_hits_total{limit="queue_length"}      queue limit reached (drop policy applied)
  *   fleetmq_limit_hits_total{limit="connections"}       connections per listener exceeded (0x97)
@@ -25,6 +26,7 @@ export const LimitName = {
   MaxQoS: 'max_qos',
   Retain: 'retain',
   PacketSize: 'packet_size',
+  PayloadSize: 'payload_size',
   Inflight: 'inflight',
   QueueLength: 'queue_length',
   Connections: 'connections',

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { allowAll, type Authenticator } from './auth.js';
+import { allowAll, allowAllTopics, type Authenticator, type Authorizer } from './auth.js';
 import { Channel, type ChannelContext, type ChannelSink, type ChannelStats, type ConnectionInfo } from './channel.js';
+import { defaultClientLimits, type ClientLimits } from './client-limits.js';
 import { LocalRouter } from './local-router.js';
 import { silentLog, type BrokerLog } from './log.js';
 import { MessageIdFactory, type Message } from './message.js';
@@ -12,6 +13,7 @@ import type { RetainedStore } from './ports/retained-store.js';
 import type { SessionOwnership } from './ports/session-ownership.js';
 import type { SessionStore } from './ports/session-store.js';
 import { SessionRegistry } from './session-registry.js';
+import { TokenBucket } from './token-bucket.js';
 import type { WillMessage } from './session-snapshot.js';
 
 export interface BrokerPorts {
@@ -28,7 +30,14 @@ export interface BrokerConfig {
   readonly nodeId: string;
   readonly ports: BrokerPorts;
   readonly options?: Partial<BrokerOptions>;
+  /** Default: everyone in (allowAll). */
   readonly authenticator?: Authenticator;
+  /** Default: every topic but the reserved ones (allowAllTopics). */
+  readonly authorizer?: Authorizer;
+  /** Policy limits for every client; default none (defaultClientLimits). */
+  readonly limits?: Partial<ClientLimits>;
+  /** The client certificate's subject attribute (`CN`) that becomes the username; default none. */
+  readonly usernameFromCertificate?: string;
   readonly log?: BrokerLog;
 }
 
@@ -43,12 +52,18 @@ export class Broker implements ChannelContext {
   readonly registry: SessionRegistry;
   readonly retained: RetainedStore;
   readonly authenticator: Authenticator;
+  readonly authorizer: Authorizer;
+  readonly limits: ClientLimits;
+  readonly usernameFromCertificate: string | undefined;
   readonly log: BrokerLog;
   readonly stats: ChannelStats = {
     messagesIn: 0,
     messagesOut: 0,
     dropped: { queueFull: 0, expired: 0, tooLarge: 0, publishFailed: 0, slowConsumer: 0 },
     protocolErrors: 0,
+    auth: { accepted: 0, refused: 0 },
+    authz: { publishDenied: 0, subscribeDenied: 0, readDenied: 0, willDenied: 0 },
+    limits: { publishRate: 0, maxQoS: 0, retain: 0, payloadSize: 0 },
   };
   private readonly ids: MessageIdFactory;
   private readonly bus: MessageBus;
@@ -59,6 +74,14 @@ export class Broker implements ChannelContext {
     this.options = { ...defaultBrokerOptions, ...config.options };
     this.log = config.log ?? silentLog;
     this.authenticator = config.authenticator ?? allowAll;
+    this.authorizer = config.authorizer ?? allowAllTopics;
+    this.limits = { ...defaultClientLimits, ...config.limits };
+    this.usernameFromCertificate = config.usernameFromCertificate;
+    const { publishRate, maxPayloadSize } = this.limits;
+    if (publishRate !== undefined) new TokenBucket({ ratePerSecond: publishRate.perSecond, burst: publishRate.burst }); // throws RangeError when unusable
+    if (maxPayloadSize !== undefined && !(Number.isInteger(maxPayloadSize) && maxPayloadSize >= 0)) {
+      throw new RangeError(`limits.maxPayloadSize must be an integer >= 0, got ${maxPayloadSize}`);
+    }
     this.bus = config.ports.bus;
     this.retained = config.ports.retained;
     this.ids = new MessageIdFactory(config.nodeId);

@@ -23,7 +23,16 @@ import type {
   IUnsubscribePacket,
   Packet,
 } from 'mqtt-packet';
-import type { Authenticator, ClientInfo } from './auth.js';
+import {
+  cachedAuthorization,
+  isServerReservedTopic,
+  type Authenticator,
+  type Authorizer,
+  type ClientAuthorization,
+  type ClientIdentity,
+  type ClientInfo,
+} from './auth.js';
+import type { ClientLimits } from './client-limits.js';
 import { seenKey, type Delivery } from './delivery.js';
 import type { BrokerLog } from './log.js';
 import { isExpired, remainingExpirySeconds, type Message, type MessageProperties } from './message.js';
@@ -35,6 +44,7 @@ import type { LocalRouter } from './local-router.js';
 import type { Session } from './session.js';
 import type { WillMessage } from './session-snapshot.js';
 import type { SubscriptionOptions } from './subscription.js';
+import { TokenBucket } from './token-bucket.js';
 
 /** What a channel asks of its connection. The channel never sees a socket. */
 export interface ChannelSink {
@@ -59,6 +69,15 @@ export interface ChannelContext {
   readonly router: LocalRouter;
   readonly retained: RetainedStore;
   readonly authenticator: Authenticator;
+  /** Topic permissions per client, built once after CONNECT. */
+  readonly authorizer: Authorizer;
+  /** Policy limits applied to every client. */
+  readonly limits: ClientLimits;
+  /**
+   * The subject attribute (`CN`, …) of a verified client certificate that replaces the CONNECT
+   * username before authentication; undefined: the CONNECT username is used.
+   */
+  readonly usernameFromCertificate: string | undefined;
   readonly log: BrokerLog;
   readonly stats: ChannelStats;
   /** Accepts a message into the cluster; resolves when it is durable enough to acknowledge. */
@@ -74,6 +93,30 @@ export interface ChannelStats {
   /** Deliveries dropped: queue full, expired, too large for the client, or refused by the bus. */
   dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number; slowConsumer: number };
   protocolErrors: number;
+  /** CONNECTs the authenticator let in or refused (`fleetmq_auth_attempts_total{result}`). */
+  auth: { accepted: number; refused: number };
+  /**
+   * Authorization refusals: PUBLISH (reserved topics included), SUBSCRIBE filters, deliveries
+   * (retained and queued messages included), and wills dropped at CONNECT.
+   */
+  authz: { publishDenied: number; subscribeDenied: number; readDenied: number; willDenied: number };
+  /**
+   * Policy limits hit, as `fleetmq_limit_hits_total{limit=…}`: publishRate "publish_rate",
+   * maxQoS "max_qos" (refused or downgraded), retain "retain" (stripped), payloadSize "payload_size".
+   */
+  limits: { publishRate: number; maxQoS: number; retain: number; payloadSize: number };
+}
+
+/** The verified TLS client certificate of a connection (mutual TLS). */
+export interface ClientCertificate {
+  /** Attributes that repeat (two OU) are joined with ','. */
+  readonly subject: Readonly<Record<string, string>>;
+  readonly issuer: Readonly<Record<string, string>>;
+  readonly serialNumber: string;
+  /** SHA-256 of the DER certificate, colon-separated hex as Node prints it. */
+  readonly fingerprint256: string;
+  /** As Node prints it: `DNS:a, URI:spiffe://…`. */
+  readonly subjectAltName?: string;
 }
 
 export type ChannelState = 'connecting' | 'connected' | 'disconnected';
@@ -87,15 +130,7 @@ export interface ConnectionInfo {
    * The verified TLS client certificate (mutual TLS); absent when none was presented.
    * Attributes that repeat in the subject or issuer (two OU) are joined with ','.
    */
-  readonly clientCertificate?: {
-    readonly subject: Readonly<Record<string, string>>;
-    readonly issuer: Readonly<Record<string, string>>;
-    readonly serialNumber: string;
-    /** SHA-256 of the DER certificate, colon-separated hex as Node prints it. */
-    readonly fingerprint256: string;
-    /** As Node prints it: `DNS:a, URI:spiffe://…`. */
-    readonly subjectAltName?: string;
-  };
+  readonly clientCertificate?: ClientCertificate;
   /**
    * remoteAddress/remotePort came from a PROXY protocol header; false when a listener that
    * expects one got LOCAL or UNKNOWN (the proxy's own connection, e.g. a health check).
@@ -106,6 +141,9 @@ export interface ConnectionInfo {
 }
 
 const NEVER = ProtocolLimits.sessionExpiryNever;
+
+/** Until authentication built the real one: nothing is allowed. */
+const denyAll: ClientAuthorization = { check: () => false };
 
 /** Refusals of one message that PUBACK/PUBREC can carry (MQTT 5 section 3.4.2.1). */
 const PUBACK_REFUSALS: ReadonlySet<number> = new Set([
@@ -141,6 +179,12 @@ export class Channel implements LiveChannel {
   /** Session Expiry Interval the CONNECT asked for, before the server maximum. */
   private connectExpiry = 0;
   private username: string | undefined;
+  /** Who authentication said the client is (undefined: the authenticator gave no identity). */
+  identity: ClientIdentity | undefined;
+  /** This client's topic permissions, built once after authentication. */
+  private authz: ClientAuthorization = denyAll;
+  /** The client's publish rate (`limits.publishRate`), one bucket per connection. */
+  private publishBucket: TokenBucket | undefined;
 
   constructor(
     private readonly ctx: ChannelContext,
@@ -208,7 +252,7 @@ export class Channel implements LiveChannel {
   // ---------------------------------------------------------------- connect
 
   private async handleConnect(packet: IConnectPacket): Promise<void> {
-    const { options } = this.ctx;
+    const { options, limits, stats } = this.ctx;
     const version = (packet.protocolVersion ?? 4) as ProtocolVersion;
     this.protocolVersion = version;
     this.sink.setProtocolVersion(version);
@@ -247,29 +291,65 @@ export class Channel implements LiveChannel {
       const w = packet.will;
       if (!isValidTopicName(w.topic)) return this.refuseConnect(ReasonCode.TopicNameInvalid, 'will topic invalid');
       const willQos = (w.qos ?? 0) as QoS;
-      if (willQos > options.maximumQoS) return this.refuseConnect(ReasonCode.QoSNotSupported, 'will QoS not supported');
+      if (willQos > options.maximumQoS) {
+        stats.limits.maxQoS++;
+        return this.refuseConnect(ReasonCode.QoSNotSupported, 'will QoS not supported');
+      }
       if (w.retain === true && !options.retainAvailable) {
         return this.refuseConnect(ReasonCode.RetainNotSupported, 'retain not supported');
+      }
+      const payload = toBuffer(w.payload);
+      if (limits.maxPayloadSize !== undefined && payload.length > limits.maxPayloadSize) {
+        // as Mosquitto's message_size_limit: 5.0 CONNACK 0x95, 3.x return code 5
+        stats.limits.payloadSize++;
+        return this.refuseConnect(ReasonCode.PacketTooLarge, 'will payload too large', ConnackReturnCode.NotAuthorized);
+      }
+      let retain = w.retain === true;
+      if (retain && limits.retain === 'stripped') {
+        stats.limits.retain++;
+        retain = false;
       }
       const wp = w.properties ?? {};
       will = {
         topic: w.topic,
-        payload: toBuffer(w.payload),
+        payload,
         qos: willQos,
-        retain: w.retain === true,
+        retain,
         properties: v5 ? applicationProperties(wp) : undefined,
         messageExpiryInterval: wp.messageExpiryInterval,
         delayInterval: wp.willDelayInterval ?? 0,
       };
     }
 
-    const auth = await this.ctx.authenticator.authenticate(this.clientInfo(packet));
+    const client = this.clientInfo(packet);
+    if (client === undefined) {
+      stats.auth.refused++;
+      return this.refuseConnect(ReasonCode.NotAuthorized, 'client certificate has no username');
+    }
+    const auth = await this.ctx.authenticator.authenticate(client);
     if (this.state !== 'connecting') return; // the transport closed meanwhile
     if (!auth.ok) {
-      this.ctx.log.info({ clientId, remoteAddress: this.info.remoteAddress }, 'client_auth_failed');
+      stats.auth.refused++;
+      this.ctx.log.info({ clientId, remoteAddress: this.info.remoteAddress, reason: auth.reason }, 'client_auth_failed');
+      // the reason word stays in the log: it could tell a guesser which usernames exist
       return this.refuseConnect(auth.reasonCode ?? ReasonCode.NotAuthorized, 'not authorized');
     }
-    this.username = packet.username;
+    stats.auth.accepted++;
+    this.username = client.username;
+    this.identity = auth.identity;
+    this.authz = cachedAuthorization(this.ctx.authorizer.forClient(auth.identity, clientId, this.info));
+    if (limits.publishRate !== undefined) {
+      this.publishBucket = new TokenBucket({ ratePerSecond: limits.publishRate.perSecond, burst: limits.publishRate.burst });
+    }
+    let willRefused = false;
+    if (will !== undefined && !this.mayPublish(will.topic)) {
+      // as Mosquitto 2.0: the client is let in and its will is never published; MQTT 5
+      // clients are told in the CONNACK's reason string
+      stats.authz.willDenied++;
+      this.log.info({ topic: will.topic }, 'will_not_authorized');
+      will = undefined;
+      willRefused = true;
+    }
 
     // session expiry: v5 from the property, v3 from clean session [MQTT-3.1.2-4..6]
     const requestedExpiry = v5 ? (props.sessionExpiryInterval ?? 0) : packet.clean === false ? NEVER : 0;
@@ -326,6 +406,7 @@ export class Channel implements LiveChannel {
       if (!options.subscriptionIdentifierAvailable) connackProps.subscriptionIdentifiersAvailable = false;
       if (!options.sharedSubscriptionAvailable) connackProps.sharedSubscriptionAvailable = false;
       if (serverKeepAlive) connackProps.serverKeepAlive = keepAlive;
+      if (willRefused) connackProps.reasonString = 'will topic not authorized: the will will not be published';
     }
     this.state = 'connected';
     this.sink.setKeepAlive(keepAlive);
@@ -340,19 +421,43 @@ export class Channel implements LiveChannel {
     this.pump();
   }
 
-  private clientInfo(packet: IConnectPacket): ClientInfo {
-    return {
+  /**
+   * What authentication is asked about. With `usernameFromCertificate` set and a verified
+   * client certificate present, that subject attribute replaces the CONNECT username (as
+   * Mosquitto's use_identity_as_username / use_subject_as_username); undefined when the
+   * certificate lacks it (the CONNECT is refused, as Mosquitto refuses it).
+   */
+  private clientInfo(packet: IConnectPacket): ClientInfo | undefined {
+    const base = {
       clientId: this.clientId,
-      username: packet.username,
       password: packet.password,
       protocolVersion: this.protocolVersion,
       transport: this.info.transport,
       listener: this.info.listener,
       remoteAddress: this.info.remoteAddress,
+      ...(this.info.clientCertificate !== undefined ? { clientCertificate: this.info.clientCertificate } : {}),
     };
+    const field = this.ctx.usernameFromCertificate;
+    const certificate = this.info.clientCertificate;
+    if (field === undefined || certificate === undefined) return { ...base, username: packet.username };
+    const name = certificate.subject[field];
+    if (name === undefined || name === '') return undefined;
+    return { ...base, username: name, usernameFromCertificate: true };
   }
 
-  private refuseConnect(reasonCode: number, reason: string): void {
+  /** Reserved topics never; otherwise what the client's authorization says. */
+  private mayPublish(topic: string): boolean {
+    return !isServerReservedTopic(topic) && this.authz.check('publish', topic);
+  }
+
+  /** May a message on this topic go to this client? Counts a refusal. */
+  private mayRead(topic: string): boolean {
+    if (this.authz.check('read', topic)) return true;
+    this.ctx.stats.authz.readDenied++;
+    return false;
+  }
+
+  private refuseConnect(reasonCode: number, reason: string, v3ReturnCode = toV3ConnackCode(reasonCode)): void {
     this.ctx.stats.protocolErrors++;
     this.log.info({ reasonCode, reason, remoteAddress: this.info.remoteAddress }, 'connect_refused');
     if (this.protocolVersion === 5) {
@@ -363,7 +468,7 @@ export class Channel implements LiveChannel {
         properties: { reasonString: reason },
       });
     } else {
-      this.sink.send({ cmd: 'connack', sessionPresent: false, returnCode: toV3ConnackCode(reasonCode) });
+      this.sink.send({ cmd: 'connack', sessionPresent: false, returnCode: v3ReturnCode });
     }
     this.state = 'disconnected';
     this.sink.close(reason);
@@ -392,11 +497,17 @@ export class Channel implements LiveChannel {
   // ---------------------------------------------------------------- publish in
 
   private handlePublish(packet: IPublishPacket): void | Promise<void> {
-    const { options } = this.ctx;
+    const { options, limits, stats } = this.ctx;
     const session = this.session!;
     const v5 = this.protocolVersion === 5;
     let topic = packet.topic;
     const props = packet.properties;
+
+    if (this.publishBucket !== undefined && !this.publishBucket.tryTake(1)) {
+      // MQTT 5 has a code for this only in DISCONNECT (0x96); 3.x clients are closed
+      stats.limits.publishRate++;
+      return this.closeWith(ReasonCode.MessageRateTooHigh, 'message rate too high', true);
+    }
 
     if (v5 && props?.topicAlias !== undefined) {
       const alias = props.topicAlias;
@@ -422,6 +533,8 @@ export class Channel implements LiveChannel {
     }
     const qos = packet.qos;
     if (qos > options.maximumQoS) {
+      // above the Maximum QoS the CONNACK advertised (3.2.2.3.4)
+      stats.limits.maxQoS++;
       return this.closeWith(ReasonCode.QoSNotSupported, 'QoS not supported', true);
     }
     if (packet.retain && !options.retainAvailable) {
@@ -447,15 +560,31 @@ export class Channel implements LiveChannel {
         return this.closeWith(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded', true);
       }
     }
+    if (!this.mayPublish(topic)) {
+      stats.authz.publishDenied++;
+      return this.refuseMessage(ReasonCode.NotAuthorized, 'not authorized', qos, packetId);
+    }
+    const payload = toBuffer(packet.payload);
+    if (limits.maxPayloadSize !== undefined && payload.length > limits.maxPayloadSize) {
+      // 0x97 is the PUBACK code for an administrative limit (Mosquitto sends 0x95, which
+      // PUBACK may not carry); the connection stays
+      stats.limits.payloadSize++;
+      return this.refuseMessage(ReasonCode.QuotaExceeded, 'payload too large', qos, packetId);
+    }
+    let retain = packet.retain;
+    if (retain && limits.retain === 'stripped') {
+      stats.limits.retain++;
+      retain = false;
+    }
 
     const now = Date.now();
     const expiry = v5 ? props?.messageExpiryInterval : undefined;
     const message: Message = {
       id: this.ctx.newMessageId(),
       topic,
-      payload: toBuffer(packet.payload),
+      payload,
       qos,
-      retain: packet.retain,
+      retain,
       properties: v5 && props !== undefined ? applicationProperties(props) : undefined,
       expiresAt: expiry !== undefined ? now + expiry * 1000 : undefined,
       publisherId: this.clientId,
@@ -501,6 +630,28 @@ export class Channel implements LiveChannel {
     this.sink.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: packetId, reasonCode: code, ...(properties !== undefined ? { properties } : {}) });
   }
 
+  /**
+   * Refuses one message for good (not authorized, too large): MQTT 5 answers QoS 1/2 with
+   * PUBACK/PUBREC and the reason code, and drops QoS 0. 3.x cannot say no, so the message is
+   * acknowledged and dropped, as Mosquitto does: closing would make the client resend it
+   * forever. The caller counts it.
+   */
+  private refuseMessage(reasonCode: number, reason: string, qos: QoS, packetId: number): void {
+    if (qos === 0) return;
+    if (this.protocolVersion === 5) {
+      const properties = this.requestProblemInfo ? { properties: { reasonString: reason } } : {};
+      // a PUBREC with a reason code >= 0x80 ends the QoS 2 exchange (4.3.3): no awaitingRel
+      this.sink.send({ cmd: qos === 1 ? 'puback' : 'pubrec', messageId: packetId, reasonCode, ...properties });
+      return;
+    }
+    if (qos === 1) {
+      this.sink.send({ cmd: 'puback', messageId: packetId });
+    } else {
+      this.session!.awaitingRel.add(packetId);
+      this.sink.send({ cmd: 'pubrec', messageId: packetId });
+    }
+  }
+
   private handlePubrel(packetId: number): void {
     const session = this.session!;
     const known = session.awaitingRel.delete(packetId);
@@ -540,6 +691,7 @@ export class Channel implements LiveChannel {
   deliver(message: Message, delivery: Delivery, shared?: string): void {
     const session = this.session;
     if (session === undefined) return;
+    if (!this.mayRead(message.topic)) return;
     if (delivery.qos > 0 && !session.markSeen(seenKey(message, shared))) return;
     if (this.state !== 'connected') {
       session.queue.push({ message, ...delivery });
@@ -666,6 +818,9 @@ export class Channel implements LiveChannel {
     for (const entry of session.inflight.values()) {
       if (entry.state === 'pubrel') {
         this.sink.send({ cmd: 'pubrel', messageId: entry.packetId });
+      } else if (!this.mayRead(entry.message.topic)) {
+        // the session was resumed by a client that may not read it
+        session.inflight.delete(entry.packetId);
       } else if (!this.sendPublish(entry.message, entry.qos, entry.retain, entry.subscriptionIds, entry.packetId, true)) {
         session.inflight.delete(entry.packetId);
       }
@@ -682,6 +837,8 @@ export class Channel implements LiveChannel {
         this.ctx.stats.dropped.expired++;
         continue;
       }
+      // queued while the client was away, perhaps for a session another identity held
+      if (!this.mayRead(d.message.topic)) continue;
       if (d.qos === 0) this.sendPublish(d.message, 0, d.retain, d.subscriptionIds, undefined, false);
       else this.sendInflight(d.message, d.qos, d.retain, d.subscriptionIds);
     }
@@ -727,6 +884,12 @@ export class Channel implements LiveChannel {
         granted.push(v5 ? ReasonCode.WildcardSubscriptionsNotSupported : 0x80);
         continue;
       }
+      if (!this.authz.check('subscribe', filter)) {
+        this.ctx.stats.authz.subscribeDenied++;
+        granted.push(v5 ? ReasonCode.NotAuthorized : 0x80);
+        continue;
+      }
+      if (sub.qos > options.maximumQoS) this.ctx.stats.limits.maxQoS++; // granted at the maximum
       const qos = Math.min(sub.qos, options.maximumQoS) as QoS;
       const subOptions: SubscriptionOptions = {
         qos,
@@ -772,6 +935,7 @@ export class Channel implements LiveChannel {
 
   private deliverRetained(message: Message, qos: QoS, subscriptionIds: number[] | undefined): void {
     const session = this.session!;
+    if (!this.mayRead(message.topic)) return;
     if (qos === 0) {
       this.sendPublish(message, 0, true, subscriptionIds, undefined, false);
     } else if (session.queue.length > 0 || session.inflight.size >= this.sendQuota) {

@@ -10,6 +10,8 @@ export * from './local-router.js';
 export * from './session-registry.js';
 export * from './channel.js';
 export * from './auth.js';
+export * from './client-limits.js';
+export * from './token-bucket.js';
 export * from './options.js';
 export * from './log.js';
 export * from './broker.js';

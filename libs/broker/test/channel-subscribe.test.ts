@@ -8,6 +8,12 @@ async function publisher(h: Harness) {
   return h.connect({ clientId: 'pub' });
 }
 
+/** A message the broker itself publishes: clients may not publish to `$SYS` (reserved). */
+async function brokerPublish(h: Harness, topic: string, payload: string, o: { retain?: boolean } = {}): Promise<void> {
+  await h.broker.publish({ id: h.broker.newMessageId(), topic, payload: Buffer.from(payload), qos: 0, retain: o.retain ?? false, createdAt: Date.now() });
+  await settle();
+}
+
 describe('SUBSCRIBE and SUBACK', () => {
   it('[MQTT-3.8.4-1, MQTT-3.8.4-2] SUBACK answers with the SUBSCRIBE packet identifier', async () => {
     const h = harness();
@@ -159,7 +165,7 @@ describe('topic matching', () => {
       { topic: '$SYS/monitor/+', qos: 0 },
     ]);
     const pub = await publisher(h);
-    await pub.publish('$SYS/monitor/Clients', 'sys');
+    await brokerPublish(h, '$SYS/monitor/Clients', 'sys');
     await pub.publish('app/monitor/Clients', 'app');
     expect(payloads(wild.publishes())).toEqual(['app']);
     // one copy although two of its filters match
@@ -169,7 +175,7 @@ describe('topic matching', () => {
   it("[MQTT-4.7.2-1] retained '$' topics are not sent for a leading-wildcard subscription either", async () => {
     const h = harness();
     const pub = await publisher(h);
-    await pub.publish('$SYS/uptime', '1', { retain: true });
+    await brokerPublish(h, '$SYS/uptime', '1', { retain: true });
     await pub.publish('app/uptime', '2', { retain: true });
     const c = await h.connect({ clientId: 's' });
     await c.subscribe({ topic: '#', qos: 0 });
@@ -339,7 +345,7 @@ describe('shared subscriptions', () => {
     const c = await h.connect({ clientId: 's' });
     await c.subscribe({ topic: '$share/g/#', qos: 0 });
     const pub = await publisher(h);
-    await pub.publish('$SYS/x', 'sys');
+    await brokerPublish(h, '$SYS/x', 'sys');
     await pub.publish('app/x', 'app');
     expect(payloads(c.publishes())).toEqual(['app']);
   });

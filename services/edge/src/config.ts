@@ -13,6 +13,7 @@ const TLS_ALIASES = ['ssl', 'mqtts'];
 const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
 
 const port = z.number().int().min(0).max(65535);
+const qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
 
 const tlsSchema = z.strictObject({
   certFile: z.string().min(1),
@@ -61,7 +62,7 @@ const mqttSchema = z.strictObject({
   maxKeepAlive: z.number().int().min(1).max(65535).default(d.maxKeepAlive),
   maxSessionExpiryInterval: z.number().int().min(0).max(0xffffffff).default(d.maxSessionExpiryInterval),
   retainAvailable: z.boolean().default(d.retainAvailable),
-  maximumQoS: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(d.maximumQoS),
+  maximumQoS: qos.default(d.maximumQoS),
   wildcardSubscriptionAvailable: z.boolean().default(d.wildcardSubscriptionAvailable),
   subscriptionIdentifierAvailable: z.boolean().default(d.subscriptionIdentifierAvailable),
   sharedSubscriptionAvailable: z.boolean().default(d.sharedSubscriptionAvailable),
@@ -69,6 +70,107 @@ const mqttSchema = z.strictObject({
   connectTimeout: z.number().int().min(100).default(10_000),
   outputBufferLimit: z.number().int().min(65_536).default(4 * 1024 * 1024),
   slowConsumerTimeout: z.number().int().min(100).default(30_000),
+});
+
+const nonEmpty = z.string().min(1);
+const oneOrMore = z.union([nonEmpty, z.array(nonEmpty).min(1)]);
+const JWT_KEYS = ['secret', 'secretFile', 'publicKeyFile', 'jwksFile'] as const;
+
+const authSchema = z.strictObject({
+  /**
+   * Clients with no username and no password. Default: true when no provider is configured
+   * (the local default), false as soon as one is.
+   */
+  allowAnonymous: z.boolean().optional(),
+  /** A Mosquitto password file (mosquitto_passwd or `fleetmq passwd`). */
+  passwordFile: nonEmpty.optional(),
+  /** Signed tokens as the MQTT password: exactly one key source. */
+  jwt: z
+    .strictObject({
+      /** HS256 shared secret, at least 32 bytes; better given as FLEETMQ_AUTH__JWT__SECRET or secretFile. */
+      secret: nonEmpty.optional(),
+      secretFile: nonEmpty.optional(),
+      /** PEM public key: RS256 (RSA) or ES256 (P-256), decided by the key. */
+      publicKeyFile: nonEmpty.optional(),
+      /** A JWKS document (RS256, ES256), read at start. */
+      jwksFile: nonEmpty.optional(),
+      audience: oneOrMore.optional(),
+      issuer: oneOrMore.optional(),
+      /** Only tokens sent with this CONNECT username; default any username. */
+      username: nonEmpty.optional(),
+      usernameClaim: nonEmpty.default('sub'),
+      groupsClaim: nonEmpty.default('groups'),
+      /** Claim that must equal the client ID when present. */
+      clientIdClaim: nonEmpty.optional(),
+      requireClientIdClaim: z.boolean().default(false),
+      /** Claim with ACL rules `{ pub, sub, all }`. */
+      aclClaim: nonEmpty.default('acl'),
+      requireExpiry: z.boolean().default(true),
+      clockToleranceSeconds: z.number().int().min(0).max(3600).default(0),
+    })
+    .superRefine((j, ctx) => {
+      const given = JWT_KEYS.filter((k) => j[k] !== undefined);
+      if (given.length !== 1) {
+        ctx.addIssue({ code: 'custom', path: [], message: given.length === 0 ? 'no key given' : `${given.join(' and ')} given together` });
+      }
+      if (j.requireClientIdClaim && j.clientIdClaim === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['requireClientIdClaim'], message: 'needs clientIdClaim' });
+      }
+    })
+    .optional(),
+  /** Azure IoT Hub style shared access signatures (`SharedAccessSignature sr=…&sig=…&se=…`) as the password. */
+  sharedAccess: z
+    .strictObject({
+      /** Per-device keys: client ID → base64 key. */
+      keys: z.record(z.string(), nonEmpty).optional(),
+      /** The same map in a YAML or JSON file. */
+      keysFile: nonEmpty.optional(),
+      /** Policy keys for tokens with `skn=<policy>`: policy name → base64 key. */
+      policies: z.record(z.string(), nonEmpty).optional(),
+      /** The resource a client's token must cover; `%c` is the client ID. Absent: any resource its key verifies. */
+      resource: nonEmpty.optional(),
+      maxTtlSeconds: z.number().int().min(1).optional(),
+    })
+    .superRefine((a, ctx) => {
+      if (a.keys === undefined && a.keysFile === undefined && a.policies === undefined) {
+        ctx.addIssue({ code: 'custom', path: [], message: 'no keys given' });
+      }
+    })
+    .optional(),
+  /** IBM Watson IoT style per-device tokens: username `use-token-auth`, the token as the password. */
+  deviceTokens: z
+    .strictObject({
+      /** YAML map of client ID → token, or its $7$ hash as `fleetmq passwd` writes it. */
+      tokensFile: nonEmpty,
+      username: nonEmpty.default('use-token-auth'),
+    })
+    .optional(),
+  /** A Mosquitto acl_file; absent: every topic is allowed (but $SYS and $share for publishing). */
+  aclFile: nonEmpty.optional(),
+  /** `covered`: a SUBSCRIBE needs a read rule covering the filter; `mosquitto`: every filter is granted, delivery is checked. */
+  aclSubscribe: z.enum(['covered', 'mosquitto']).default('covered'),
+  /** A verified client certificate's subject attribute (CN, serialNumber, …) becomes the username and authenticates the client. */
+  usernameFromCertificate: z.string().regex(/^[A-Za-z][A-Za-z0-9.]*$/).optional(),
+  /** Failed attempts per source address before CONNACK 0x9F; false: not throttled. */
+  failureThrottle: z
+    .union([z.literal(false), z.strictObject({ burst: z.number().int().min(1).default(10), perSecond: z.number().positive().default(0.2) })])
+    .default({ burst: 10, perSecond: 0.2 }),
+});
+
+const limitsSchema = z.strictObject({
+  /** The same limit as mqtt.maximumQoS; the lower of the two applies. */
+  maximumQoS: qos.default(2),
+  retain: z.enum(['allowed', 'stripped']).default('allowed'),
+  /** Bytes of application payload per message; absent: only mqtt.maxPacketSize. */
+  maxPayloadSize: z.number().int().min(0).optional(),
+  /** PUBLISH packets per client: a token bucket. */
+  publishRate: z
+    .strictObject({
+      perSecond: z.number().positive(),
+      /** Default: perSecond rounded up. */
+      burst: z.number().int().min(1).optional(),
+    })
+    .optional(),
 });
 
 /** A list given as YAML sequence or as one comma-separated string (environment variables). */
@@ -112,7 +214,8 @@ const configSchema = z.strictObject({
   listeners: z.array(listenerSchema).min(1).default([{ type: 'tcp', host: '127.0.0.1', port: 1883, path: '/mqtt', proxyProtocol: false }]),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).default({ level: 'info' }),
   mqtt: mqttSchema.default(() => mqttSchema.parse({})),
-  auth: z.strictObject({ allowAnonymous: z.boolean().default(true) }).default({ allowAnonymous: true }),
+  auth: authSchema.default(() => authSchema.parse({})),
+  limits: limitsSchema.default(() => limitsSchema.parse({})),
   cluster: clusterSchema.default({}),
   drain: z
     .strictObject({
@@ -126,7 +229,26 @@ const configSchema = z.strictObject({
 
 type ParsedConfig = z.output<typeof configSchema>;
 export type ListenerConfig = Omit<ParsedConfig['listeners'][number], 'name'> & { readonly name: string };
-export type EdgeConfig = Omit<ParsedConfig, 'listeners'> & { readonly listeners: readonly ListenerConfig[] };
+export type AuthConfig = Omit<ParsedConfig['auth'], 'allowAnonymous'> & { readonly allowAnonymous: boolean };
+export type LimitsConfig = Omit<ParsedConfig['limits'], 'publishRate'> & {
+  readonly publishRate?: { readonly perSecond: number; readonly burst: number } | undefined;
+};
+export type EdgeConfig = Omit<ParsedConfig, 'listeners' | 'auth' | 'limits'> & {
+  readonly listeners: readonly ListenerConfig[];
+  readonly auth: AuthConfig;
+  readonly limits: LimitsConfig;
+};
+
+/** True when any way of authenticating beyond anonymous access is configured. */
+export function hasAuthProviders(auth: ParsedConfig['auth']): boolean {
+  return (
+    auth.passwordFile !== undefined ||
+    auth.jwt !== undefined ||
+    auth.sharedAccess !== undefined ||
+    auth.deviceTokens !== undefined ||
+    auth.usernameFromCertificate !== undefined
+  );
+}
 
 /** Hints for keys whose valid values a message alone does not make obvious. */
 const HINTS: Record<string, string> = {
@@ -139,6 +261,18 @@ const HINTS: Record<string, string> = {
   'log.level': `use one of ${LOG_LEVELS.join(', ')}`,
   'mqtt.queueDropPolicy': 'use drop-oldest or drop-newest',
   'mqtt.maximumQoS': 'use 0, 1 or 2',
+  'auth.jwt': `give exactly one of ${JWT_KEYS.map((k) => `jwt.${k}`).join(', ')}`,
+  'auth.jwt.requireClientIdClaim': 'set jwt.clientIdClaim (e.g. client_id) or remove requireClientIdClaim',
+  'auth.sharedAccess': 'give sharedAccess.keys (client ID: base64 key), sharedAccess.keysFile or sharedAccess.policies',
+  'auth.deviceTokens.tokensFile': 'give a YAML file of "client-id: token-or-$7$-hash" lines',
+  'auth.aclSubscribe': 'use covered or mosquitto',
+  'auth.usernameFromCertificate': 'use a subject attribute name such as CN or serialNumber',
+  'auth.failureThrottle': 'use false, or { burst: 10, perSecond: 0.2 }',
+  'limits.maximumQoS': 'use 0, 1 or 2',
+  'limits.retain': 'use allowed or stripped',
+  'limits.maxPayloadSize': 'give a number of bytes such as 131072, or remove the key for no limit',
+  'limits.publishRate.perSecond': 'give PUBLISH packets per second per client, e.g. 10 (fractions allowed)',
+  'limits.publishRate.burst': 'give a whole number of packets >= 1, or remove it to use perSecond rounded up',
   nodeId: 'use 1-64 characters from A-Z a-z 0-9 . _ -',
   'cluster.nats.servers': 'give NATS URLs, e.g. [nats://nats-1:4222, nats://nats-2:4222]',
   'cluster.redis.url': 'give a URL such as redis://redis:6379 (rediss:// for TLS)',
@@ -181,7 +315,20 @@ export function parseConfig(raw: unknown, source = 'config'): EdgeConfig {
     }
     seen.add(l.name);
   });
-  return { ...config, listeners };
+  const { publishRate, ...limits } = config.limits;
+  // one maximum QoS: the lower of mqtt.maximumQoS and limits.maximumQoS, shown in both
+  const maximumQoS = Math.min(config.mqtt.maximumQoS, limits.maximumQoS) as 0 | 1 | 2;
+  return {
+    ...config,
+    listeners,
+    mqtt: { ...config.mqtt, maximumQoS },
+    auth: { ...config.auth, allowAnonymous: config.auth.allowAnonymous ?? !hasAuthProviders(config.auth) },
+    limits: {
+      ...limits,
+      maximumQoS,
+      ...(publishRate !== undefined ? { publishRate: { perSecond: publishRate.perSecond, burst: publishRate.burst ?? Math.max(1, Math.ceil(publishRate.perSecond)) } } : {}),
+    },
+  };
 }
 
 function readConfigFile(file: string): unknown {
@@ -272,6 +419,34 @@ function rejectTlsAliases(raw: Record<string, unknown>): void {
   });
 }
 
+/** Keys whose values are secrets: never printed in errors or by check-config. */
+const SECRET_KEYS: ReadonlySet<PropertyKey> = new Set(['secret', 'keys', 'policies']);
+
+function holdsSecret(path: readonly PropertyKey[], value: unknown): boolean {
+  if (path.some((p) => SECRET_KEYS.has(p))) return true;
+  return value !== null && typeof value === 'object' && Object.keys(value).some((k) => SECRET_KEYS.has(k));
+}
+
+/** The config with secret values replaced by "[redacted]", for printing. */
+export function redactSecrets(config: EdgeConfig): EdgeConfig {
+  const { jwt, sharedAccess } = config.auth;
+  const hide = (m: Record<string, string> | undefined) => (m === undefined ? undefined : Object.fromEntries(Object.keys(m).map((k) => [k, '[redacted]'])));
+  const auth = {
+    ...config.auth,
+    ...(jwt !== undefined ? { jwt: { ...jwt, ...(jwt.secret !== undefined ? { secret: '[redacted]' } : {}) } } : {}),
+    ...(sharedAccess !== undefined
+      ? {
+          sharedAccess: {
+            ...sharedAccess,
+            ...(sharedAccess.keys !== undefined ? { keys: hide(sharedAccess.keys)! } : {}),
+            ...(sharedAccess.policies !== undefined ? { policies: hide(sharedAccess.policies)! } : {}),
+          },
+        }
+      : {}),
+  };
+  return { ...config, auth };
+}
+
 function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? String(part) : `.${String(part)}`;
@@ -298,7 +473,7 @@ function toConfigError(issue: z.core.$ZodIssue, raw: unknown): ConfigError {
   }
   const genericPath = path.filter((p) => typeof p !== 'number').join('.');
   const value = valueAt(raw, path);
-  const shown = value === undefined ? 'missing' : `${JSON.stringify(value)} is invalid`;
+  const shown = value === undefined ? 'missing' : holdsSecret(path, value) ? 'the value (not shown) is invalid' : `${JSON.stringify(value)} is invalid`;
   return new ConfigError(formatPath(path), `${shown}: ${issue.message}`, HINTS[genericPath] ?? 'see the Configuration section of the README');
 }
 

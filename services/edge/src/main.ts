@@ -1,9 +1,10 @@
-import { Broker, allowAll, type Authenticator, type BrokerLog, type NodeRegistry } from '@fleetmq/broker';
+import { Broker, type BrokerLog, type NodeRegistry } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
 import { Connection, TcpListener, TlsListener, WsListener, WssListener, type Listener, type TlsOptions } from '@fleetmq/transport';
 import { closePorts, openNodeRegistry, openPorts, portsReady } from './backends.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { brokerSecurity } from './security.js';
 
 export interface RunningNode {
   readonly broker: Broker;
@@ -95,19 +96,13 @@ function tlsOptions(spec: EdgeConfig['listeners'][number]): TlsOptions {
   };
 }
 
-/** With no providers configured (security milestone), anonymous access is the only switch. */
-function authenticator(config: EdgeConfig, log: Logger): Authenticator {
-  if (config.auth.allowAnonymous) return allowAll;
-  log.warn({}, 'auth_refuses_everyone');
-  return { authenticate: () => ({ ok: false, reasonCode: ReasonCode.NotAuthorized }) };
-}
-
 /**
  * Wires config to ports, broker and listeners, and starts them. No logic lives here.
  */
 export async function startNode(config: EdgeConfig, log: Logger): Promise<RunningNode> {
   const brokerLog = log as unknown as BrokerLog;
   const { mqtt } = config;
+  const security = brokerSecurity(config, log); // reads the auth files: fails before any backend is opened
   const ports = await openPorts(config, log);
   const broker = new Broker({
     nodeId: config.nodeId,
@@ -128,7 +123,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
       maxClientIdLength: mqtt.maxClientIdLength,
     },
     log: brokerLog.child({ component: 'broker' }),
-    authenticator: authenticator(config, log),
+    ...security,
   });
   await broker.start();
   const connectionOptions = {

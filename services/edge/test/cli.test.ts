@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -8,12 +8,14 @@ import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { startDynamo } from '@fleetmq/testkit';
+import { isPasswordHash, parsePasswordFile, verifyPassword } from '@fleetmq/auth';
+import { mosquittoPub as realMosquittoPub, startMosquitto } from '../../../libs/auth/test/support.js';
 
 // The built command, as `npm start` and the package bin run it (`npm test` builds first).
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
-function run(args: string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 15_000, env: { ...process.env, ...env } });
+function run(args: string[], env: Record<string, string> = {}, input?: string) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 15_000, env: { ...process.env, ...env }, ...(input !== undefined ? { input } : {}) });
 }
 
 describe('fleetmq command', () => {
@@ -117,6 +119,73 @@ describe('fleetmq command', () => {
     const r = run(['dynamo', 'create-tables']);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/^fleetmq: config dynamodb: is not configured \(fix: set dynamodb.region/);
+  });
+});
+
+describe('fleetmq passwd', () => {
+  const tempFile = (): string => path.join(mkdtempSync(path.join(tmpdir(), 'fleetmq-passwd-')), 'passwd');
+
+  async function verifies(file: string, user: string, password: string): Promise<boolean> {
+    const entry = parsePasswordFile(readFileSync(file, 'utf8')).users.get(user);
+    if (entry === undefined) return false;
+    return verifyPassword(password, entry.hash);
+  }
+
+  it('-c creates the file (mode 0600) in Mosquitto\'s $7$ format with the password from stdin', async () => {
+    const file = tempFile();
+    const r = run(['passwd', '-c', file, 'alice'], {}, 'alice-secret\n');
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toMatch(/^alice:\$7\$20000\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==\n$/);
+    expect(await verifies(file, 'alice', 'alice-secret')).toBe(true);
+    expect(await verifies(file, 'alice', 'alice-secret\n')).toBe(false);
+  });
+
+  it('adds a user, updates one in place, removes one with -D; --iterations sets the rounds', async () => {
+    const file = tempFile();
+    expect(run(['passwd', '-c', file, 'alice'], {}, 'a1').status).toBe(0);
+    expect(run(['passwd', '--iterations', '101', file, 'bob'], {}, 'b1').status).toBe(0);
+    expect(run(['passwd', file, 'alice'], {}, 'a2\r\nignored second line').status).toBe(0);
+    const users = parsePasswordFile(readFileSync(file, 'utf8')).users;
+    expect([...users.keys()]).toEqual(['alice', 'bob']);
+    const bob = users.get('bob')!.hash;
+    expect(isPasswordHash(bob) && bob.format === 7 && bob.iterations).toBe(101);
+    expect(await verifies(file, 'alice', 'a2')).toBe(true);
+    expect(await verifies(file, 'alice', 'a1')).toBe(false);
+    expect(run(['passwd', '-D', file, 'bob']).status).toBe(0);
+    expect([...parsePasswordFile(readFileSync(file, 'utf8')).users.keys()]).toEqual(['alice']);
+    const again = run(['passwd', '-D', file, 'bob']);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain('user "bob" not found');
+  });
+
+  it('refuses a missing file without -c, an empty password, a username the format cannot hold, and missing arguments', () => {
+    const file = tempFile();
+    const missing = run(['passwd', file, 'alice'], {}, 'x');
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/cannot read .* \(ENOENT\); use -c to create it/);
+    expect(run(['passwd', '-c', file, 'alice'], {}, '\n').stderr).toContain('empty password');
+    const bad = run(['passwd', '-c', file, 'a:b'], {}, 'x');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('cannot be stored');
+    const usage = run(['passwd', file]);
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toContain('Usage: fleetmq passwd');
+  });
+
+  it('the file it writes is read by the real mosquitto broker', async () => {
+    const file = tempFile();
+    expect(run(['passwd', '-c', file, 'gateway'], {}, 'gw-pass').status).toBe(0);
+    const broker = await startMosquitto(path.dirname(file), { passwordFile: file });
+    try {
+      const common = ['-h', '127.0.0.1', '-p', String(broker.port), '-t', 't', '-m', 'x', '-u', 'gateway'];
+      expect((await realMosquittoPub([...common, '-P', 'gw-pass'])).code).toBe(0);
+      expect((await realMosquittoPub([...common, '-P', 'wrong'])).code).not.toBe(0);
+    } finally {
+      await broker.stop();
+    }
   });
 });
 

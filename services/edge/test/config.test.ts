@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '@fleetmq/protocol';
 import { defaultBrokerOptions } from '@fleetmq/broker';
-import { loadConfig, parseConfig, parseListenerUrls } from '../src/config.js';
+import { loadConfig, parseConfig, parseListenerUrls, redactSecrets } from '../src/config.js';
 
 function errorOf(fn: () => unknown): ConfigError {
   try {
@@ -228,5 +228,114 @@ describe('parseListenerUrls', () => {
 
   it('refuses what is not a URL', () => {
     expect(errorOf(() => parseListenerUrls('1883')).key).toBe('FLEETMQ_LISTENERS');
+  });
+});
+
+describe('auth and limits', () => {
+  it('default to anonymous access, no ACL and no limits beyond the mqtt section', () => {
+    const { auth, limits } = parseConfig({});
+    expect(auth).toEqual({ allowAnonymous: true, aclSubscribe: 'covered', failureThrottle: { burst: 10, perSecond: 0.2 } });
+    expect(limits).toEqual({ maximumQoS: 2, retain: 'allowed' });
+  });
+
+  it('turn anonymous access off by default once a provider is configured; an explicit value wins', () => {
+    expect(parseConfig({ auth: { passwordFile: '/etc/fleetmq/passwd' } }).auth.allowAnonymous).toBe(false);
+    expect(parseConfig({ auth: { usernameFromCertificate: 'CN' } }).auth.allowAnonymous).toBe(false);
+    expect(parseConfig({ auth: { passwordFile: '/etc/fleetmq/passwd', allowAnonymous: true } }).auth.allowAnonymous).toBe(true);
+    expect(parseConfig({ auth: { aclFile: '/etc/fleetmq/acl' } }).auth.allowAnonymous).toBe(true); // an ACL alone authenticates nobody
+  });
+
+  it('fill JWT defaults', () => {
+    expect(parseConfig({ auth: { jwt: { publicKeyFile: '/k.pem', audience: 'mqtt' } } }).auth.jwt).toEqual({
+      publicKeyFile: '/k.pem',
+      audience: 'mqtt',
+      usernameClaim: 'sub',
+      groupsClaim: 'groups',
+      aclClaim: 'acl',
+      requireClientIdClaim: false,
+      requireExpiry: true,
+      clockToleranceSeconds: 0,
+    });
+  });
+
+  it('a JWT section needs exactly one key source, and never prints the secret', () => {
+    const none = errorOf(() => parseConfig({ auth: { jwt: { audience: 'x' } } }));
+    expect(none.key).toBe('auth.jwt');
+    expect(none.message).toContain('no key given');
+    expect(none.hint).toBe('give exactly one of jwt.secret, jwt.secretFile, jwt.publicKeyFile, jwt.jwksFile');
+    const two = errorOf(() => parseConfig({ auth: { jwt: { secret: 'top-secret-value-top-secret-value', jwksFile: '/j.json' } } }));
+    expect(two.key).toBe('auth.jwt');
+    expect(two.message).toContain('secret and jwksFile given together');
+    expect(two.message).not.toContain('top-secret-value');
+    const badSecret = errorOf(() => parseConfig({ auth: { jwt: { secret: 12345 } } }));
+    expect(badSecret.key).toBe('auth.jwt.secret');
+    expect(badSecret.message).not.toContain('12345');
+  });
+
+  it('requireClientIdClaim needs clientIdClaim', () => {
+    const err = errorOf(() => parseConfig({ auth: { jwt: { secretFile: '/s', requireClientIdClaim: true } } }));
+    expect(err.key).toBe('auth.jwt.requireClientIdClaim');
+    expect(err.hint).toContain('clientIdClaim');
+  });
+
+  it('shared access needs keys; device tokens need their file', () => {
+    expect(errorOf(() => parseConfig({ auth: { sharedAccess: { resource: 'hub/devices/%c' } } })).key).toBe('auth.sharedAccess');
+    expect(errorOf(() => parseConfig({ auth: { deviceTokens: {} } })).key).toBe('auth.deviceTokens.tokensFile');
+    expect(parseConfig({ auth: { deviceTokens: { tokensFile: '/t' } } }).auth.deviceTokens).toEqual({ tokensFile: '/t', username: 'use-token-auth' });
+  });
+
+  it('a misspelt auth key suggests the right one', () => {
+    const err = errorOf(() => parseConfig({ auth: { passwdFile: '/p' } }));
+    expect(err.key).toBe('auth.passwdFile');
+    expect(err.hint).toBe('did you mean passwordFile?');
+  });
+
+  it('usernameFromCertificate takes an attribute name', () => {
+    expect(parseConfig({ auth: { usernameFromCertificate: 'serialNumber' } }).auth.usernameFromCertificate).toBe('serialNumber');
+    expect(errorOf(() => parseConfig({ auth: { usernameFromCertificate: 'C N' } })).hint).toBe('use a subject attribute name such as CN or serialNumber');
+  });
+
+  it('limits: retain, payload size and publish rate, with the burst defaulting to the rate rounded up', () => {
+    const { limits } = parseConfig({ limits: { retain: 'stripped', maxPayloadSize: 131072, publishRate: { perSecond: 2.5 } } });
+    expect(limits).toEqual({ maximumQoS: 2, retain: 'stripped', maxPayloadSize: 131072, publishRate: { perSecond: 2.5, burst: 3 } });
+    expect(parseConfig({ limits: { publishRate: { perSecond: 0.1 } } }).limits.publishRate).toEqual({ perSecond: 0.1, burst: 1 });
+    expect(parseConfig({ limits: { publishRate: { perSecond: 10, burst: 50 } } }).limits.publishRate).toEqual({ perSecond: 10, burst: 50 });
+  });
+
+  it('limits errors name the key and the fix', () => {
+    const retain = errorOf(() => parseConfig({ limits: { retain: 'drop' } }));
+    expect(retain.key).toBe('limits.retain');
+    expect(retain.hint).toBe('use allowed or stripped');
+    const rate = errorOf(() => parseConfig({ limits: { publishRate: { perSecond: 0 } } }));
+    expect(rate.key).toBe('limits.publishRate.perSecond');
+    expect(rate.hint).toContain('per second');
+    expect(errorOf(() => parseConfig({ limits: { maxPayloadSize: -1 } })).key).toBe('limits.maxPayloadSize');
+    expect(errorOf(() => parseConfig({ limits: { publishRate: { perSecond: 1, burst: 0.5 } } })).key).toBe('limits.publishRate.burst');
+  });
+
+  it('one maximum QoS: the lower of mqtt.maximumQoS and limits.maximumQoS, shown in both', () => {
+    const a = parseConfig({ limits: { maximumQoS: 1 } });
+    expect([a.mqtt.maximumQoS, a.limits.maximumQoS]).toEqual([1, 1]);
+    const b = parseConfig({ mqtt: { maximumQoS: 0 }, limits: { maximumQoS: 2 } });
+    expect([b.mqtt.maximumQoS, b.limits.maximumQoS]).toEqual([0, 0]);
+  });
+
+  it('come from the environment like every key', () => {
+    const config = loadConfig({
+      env: { FLEETMQ_LIMITS__PUBLISH_RATE__PER_SECOND: '4', FLEETMQ_LIMITS__RETAIN: 'stripped', FLEETMQ_AUTH__JWT__SECRET: 'x'.repeat(40) },
+    });
+    expect(config.limits).toMatchObject({ retain: 'stripped', publishRate: { perSecond: 4, burst: 4 } });
+    expect(config.auth.jwt?.secret).toBe('x'.repeat(40));
+    expect(config.auth.allowAnonymous).toBe(false);
+  });
+
+  it('redactSecrets hides the JWT secret and shared-access keys for printing', () => {
+    const config = parseConfig({ auth: { jwt: { secret: 's'.repeat(40) }, sharedAccess: { keys: { 'dev-1': 'a2V5' }, policies: { svc: 'cG9s' } } } });
+    const shown = JSON.stringify(redactSecrets(config));
+    expect(shown).not.toContain('s'.repeat(40));
+    expect(shown).not.toContain('a2V5');
+    expect(shown).not.toContain('cG9s');
+    expect(redactSecrets(config).auth.sharedAccess?.keys).toEqual({ 'dev-1': '[redacted]' });
+    expect(config.auth.jwt?.secret).toBe('s'.repeat(40)); // the config itself is unchanged
   });
 });

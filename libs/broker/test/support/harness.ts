@@ -31,7 +31,8 @@ import {
 } from '@fleetmq/adapter-memory';
 import { Broker } from '../../src/broker.js';
 import type { Channel, ChannelSink, ConnectionInfo } from '../../src/channel.js';
-import type { Authenticator } from '../../src/auth.js';
+import type { Authenticator, Authorizer } from '../../src/auth.js';
+import type { ClientLimits } from '../../src/client-limits.js';
 import { defaultBrokerOptions, type BrokerOptions } from '../../src/options.js';
 
 /** The real setImmediate, captured before any test installs fake timers. */
@@ -312,6 +313,9 @@ export class TestClient {
 export interface HarnessOptions {
   readonly options?: Partial<BrokerOptions>;
   readonly authenticator?: Authenticator;
+  readonly authorizer?: Authorizer;
+  readonly limits?: Partial<ClientLimits>;
+  readonly usernameFromCertificate?: string;
   readonly nodeId?: string;
   /** Ports shared with another harness: two nodes of one cluster. */
   readonly ports?: MemoryPorts;
@@ -349,16 +353,20 @@ export class Harness {
       ports: o.linkHub !== undefined ? { ...this.ports, link: o.linkHub.link() } : this.ports,
       options,
       ...(o.authenticator !== undefined ? { authenticator: o.authenticator } : {}),
+      ...(o.authorizer !== undefined ? { authorizer: o.authorizer } : {}),
+      ...(o.limits !== undefined ? { limits: o.limits } : {}),
+      ...(o.usernameFromCertificate !== undefined ? { usernameFromCertificate: o.usernameFromCertificate } : {}),
     });
   }
 
-  /** A new connection (not connected yet). */
-  client(): TestClient {
+  /** A new connection (not connected yet); `info` overrides what the transport reports (a client certificate). */
+  client(info: Partial<ConnectionInfo> = {}): TestClient {
     const c = new TestClient(this, {
       transport: 'test',
       listener: 'test',
       remoteAddress: '127.0.0.1',
       remotePort: nextConnectionPort++,
+      ...info,
     });
     this.clients.push(c);
     return c;

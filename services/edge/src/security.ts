@@ -1,0 +1,254 @@
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import {
+  Acl,
+  AclFileError,
+  CertificateProvider,
+  DeviceTokenProvider,
+  FailureThrottle,
+  JwtProvider,
+  PasswordFileProvider,
+  SasTokenProvider,
+  createAuthChain,
+  parsePasswordFile,
+  isPasswordHash,
+  parsePasswordHash,
+  type AuthProvider,
+  type DeviceTokenRecord,
+  type JwtKeySource,
+  type ParsedPasswordFile,
+  type SasKey,
+} from '@fleetmq/auth';
+import { allowAll, allowAllTopics, type Authenticator, type Authorizer, type BrokerLog, type ClientLimits } from '@fleetmq/broker';
+import { ConfigError } from '@fleetmq/protocol';
+import type { AuthConfig, EdgeConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+/** What the broker takes from the `auth` and `limits` sections. */
+export interface BrokerSecurity {
+  readonly authenticator: Authenticator;
+  readonly authorizer: Authorizer;
+  readonly limits: ClientLimits;
+  readonly usernameFromCertificate?: string;
+}
+
+/**
+ * Builds authentication (the provider chain), authorization (the ACL) and the per-client
+ * limits from the config, reading every file it names once, at start. A file that cannot be
+ * read or parsed is a ConfigError naming its key; secrets never appear in errors or logs.
+ */
+export function brokerSecurity(config: EdgeConfig, log: Logger): BrokerSecurity {
+  const { auth, limits } = config;
+  const brokerLog = log as unknown as BrokerLog;
+  const providers = authProviders(auth, log);
+  let authenticator: Authenticator;
+  if (providers.length === 0 && auth.allowAnonymous) {
+    authenticator = allowAll;
+  } else {
+    if (providers.length === 0) log.warn({}, 'auth_refuses_everyone');
+    authenticator = createAuthChain(providers, {
+      allowAnonymous: auth.allowAnonymous,
+      throttle: auth.failureThrottle === false ? false : new FailureThrottle({ burst: auth.failureThrottle.burst, ratePerSecond: auth.failureThrottle.perSecond }),
+      log: brokerLog,
+    });
+  }
+  const acl = auth.aclFile === undefined ? undefined : readAcl(auth.aclFile, auth.aclSubscribe, log);
+  log.info(
+    {
+      providers: providers.map((p) => p.name),
+      allowAnonymous: auth.allowAnonymous,
+      aclFile: auth.aclFile ?? null,
+      usernameFromCertificate: auth.usernameFromCertificate ?? null,
+      limits: { maximumQoS: limits.maximumQoS, retain: limits.retain, maxPayloadSize: limits.maxPayloadSize ?? null, publishRate: limits.publishRate ?? null },
+    },
+    'security_configured',
+  );
+  return {
+    authenticator,
+    authorizer: authorizer(acl, auth.aclSubscribe),
+    limits: { retain: limits.retain, maxPayloadSize: limits.maxPayloadSize, publishRate: limits.publishRate },
+    ...(auth.usernameFromCertificate !== undefined ? { usernameFromCertificate: auth.usernameFromCertificate } : {}),
+  };
+}
+
+/**
+ * With an acl_file: its rules plus the rules tokens carry. Without one: every topic, except
+ * for a client whose token carries an ACL claim, which gets exactly its claim.
+ */
+function authorizer(acl: Acl | undefined, subscribe: AuthConfig['aclSubscribe']): Authorizer {
+  if (acl !== undefined) return acl;
+  const claimsOnly = Acl.empty({ subscribe });
+  return {
+    forClient: (identity, clientId, info) =>
+      identity?.acl !== undefined ? claimsOnly.forClient(identity, clientId) : allowAllTopics.forClient(identity, clientId, info),
+  };
+}
+
+/** In the order they are asked; each skips credentials that are not its kind. */
+function authProviders(auth: AuthConfig, log: Logger): AuthProvider[] {
+  const providers: AuthProvider[] = [];
+  if (auth.usernameFromCertificate !== undefined) providers.push(new CertificateProvider());
+  if (auth.deviceTokens !== undefined) {
+    const tokens = readDeviceTokens(auth.deviceTokens.tokensFile, log);
+    providers.push(new DeviceTokenProvider({ username: auth.deviceTokens.username, tokenFor: (clientId) => tokens.get(clientId) }));
+  }
+  if (auth.sharedAccess !== undefined) providers.push(sasProvider(auth.sharedAccess));
+  if (auth.jwt !== undefined) providers.push(jwtProvider(auth.jwt));
+  if (auth.passwordFile !== undefined) providers.push(new PasswordFileProvider(readPasswords(auth.passwordFile, 'auth.passwordFile', log)));
+  return providers;
+}
+
+function readText(path: string, key: string, hint: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(key, `cannot read ${path} (${code})`, hint, { cause: err });
+  }
+}
+
+function readPasswords(path: string, key: string, log: Logger): ParsedPasswordFile {
+  const file = parsePasswordFile(readText(path, key, 'create it with fleetmq passwd -c FILE USER (or mosquitto_passwd -c)'));
+  for (const p of file.problems) log.warn({ file: path, line: p.line, username: p.username, problem: p.problem }, 'password_file_entry_ignored');
+  if (file.users.size === 0) log.warn({ file: path, key }, 'password_file_empty');
+  return file;
+}
+
+/**
+ * A YAML (or JSON) map of client ID → token. IBM client IDs hold ':' (`d:org:type:device`),
+ * which a password file cannot, hence a map. A value in `$6$`/`$7$` form (what
+ * mosquitto_passwd and `fleetmq passwd` write after `user:`) is a hash; any other string is
+ * the token itself, compared in constant time.
+ */
+function readDeviceTokens(path: string, log: Logger): Map<string, DeviceTokenRecord> {
+  const key = 'auth.deviceTokens.tokensFile';
+  const hint = 'write one "client-id: token-or-hash" per line (quote IDs with colons)';
+  let map: unknown;
+  try {
+    map = parseYaml(readText(path, key, hint));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(key, `${path} is not YAML or JSON`, hint, { cause: err });
+  }
+  if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new ConfigError(key, `${path} is not a map of client ID to token`, hint);
+  const tokens = new Map<string, DeviceTokenRecord>();
+  let plain = 0;
+  for (const [clientId, value] of Object.entries(map as Record<string, unknown>)) {
+    if (typeof value !== 'string' || value === '') throw new ConfigError(`${key} ${JSON.stringify(clientId)}`, 'has no token', hint);
+    const hash = value.startsWith('$') ? parsePasswordHash(value) : undefined;
+    if (hash !== undefined && !isPasswordHash(hash)) {
+      throw new ConfigError(`${key} ${JSON.stringify(clientId)}`, `is not a usable $6$/$7$ hash (${hash})`, 'copy the hash from a file fleetmq passwd wrote');
+    }
+    if (hash === undefined) plain++;
+    tokens.set(clientId, hash !== undefined ? { hash } : { token: value });
+  }
+  if (plain > 0) log.warn({ file: path, plainTokens: plain }, 'device_tokens_not_hashed');
+  return tokens;
+}
+
+function readAcl(path: string, subscribe: AuthConfig['aclSubscribe'], log: Logger): Acl {
+  const text = readText(path, 'auth.aclFile', "give the path of a Mosquitto acl_file");
+  try {
+    const acl = Acl.parse(text, { subscribe });
+    for (const w of acl.file.warnings) log.warn({ file: path, warning: w }, 'acl_file_warning');
+    return acl;
+  } catch (err) {
+    if (err instanceof AclFileError) {
+      throw new ConfigError('auth.aclFile', `${path}: ${err.message}`, "fix that line; the format is Mosquitto's acl_file (user, topic [read|write|readwrite|deny] TOPIC, pattern)", { cause: err });
+    }
+    throw err;
+  }
+}
+
+function jwtProvider(jwt: NonNullable<AuthConfig['jwt']>): JwtProvider {
+  let key: JwtKeySource;
+  let keyName: string;
+  if (jwt.secret !== undefined) {
+    key = { secret: jwt.secret };
+    keyName = 'auth.jwt.secret';
+  } else if (jwt.secretFile !== undefined) {
+    key = { secret: readText(jwt.secretFile, 'auth.jwt.secretFile', 'give the path of a file holding the HS256 secret').replace(/\r?\n$/, '') };
+    keyName = 'auth.jwt.secretFile';
+  } else if (jwt.publicKeyFile !== undefined) {
+    keyName = 'auth.jwt.publicKeyFile';
+    const pem = readText(jwt.publicKeyFile, keyName, 'give the path of a PEM public key (RSA for RS256, P-256 for ES256)');
+    try {
+      createPublicKey(pem);
+    } catch (err) {
+      throw new ConfigError(keyName, `${jwt.publicKeyFile} is not a PEM public key`, 'export the public key with openssl pkey -pubout', { cause: err });
+    }
+    key = { publicKeyPem: pem };
+  } else {
+    keyName = 'auth.jwt.jwksFile';
+    const path = jwt.jwksFile!;
+    let jwks: unknown;
+    try {
+      jwks = JSON.parse(readText(path, keyName, 'give the path of a JWKS JSON document'));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(keyName, `${path} is not JSON`, 'give a JWKS document: { "keys": [ … ] }', { cause: err });
+    }
+    if (jwks === null || typeof jwks !== 'object' || !Array.isArray((jwks as { keys?: unknown }).keys)) {
+      throw new ConfigError(keyName, `${path} has no "keys" array`, 'give a JWKS document: { "keys": [ … ] }');
+    }
+    key = { jwks: jwks as Extract<JwtKeySource, { jwks: unknown }>['jwks'] };
+  }
+  try {
+    return new JwtProvider({
+      key,
+      usernameClaim: jwt.usernameClaim,
+      groupsClaim: jwt.groupsClaim,
+      aclClaim: jwt.aclClaim,
+      requireClientIdClaim: jwt.requireClientIdClaim,
+      requireExpiry: jwt.requireExpiry,
+      clockToleranceSeconds: jwt.clockToleranceSeconds,
+      ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}),
+      ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}),
+      ...(jwt.username !== undefined ? { username: jwt.username } : {}),
+      ...(jwt.clientIdClaim !== undefined ? { clientIdClaim: jwt.clientIdClaim } : {}),
+    });
+  } catch (err) {
+    // the provider refuses weak secrets and unusable keys; its message holds no key material
+    throw new ConfigError(keyName, (err as Error).message, 'use a random secret of at least 32 bytes (openssl rand -base64 48), or an RSA / P-256 key', { cause: err });
+  }
+}
+
+function sasProvider(sas: NonNullable<AuthConfig['sharedAccess']>): SasTokenProvider {
+  const devices = new Map<string, SasKey>();
+  const policies = new Map<string, SasKey>();
+  const addAll = (target: Map<string, SasKey>, entries: Record<string, unknown>, key: string): void => {
+    for (const [name, value] of Object.entries(entries)) target.set(name, { key: decodeKey(value, `${key}.${name}`) });
+  };
+  if (sas.keysFile !== undefined) {
+    const key = 'auth.sharedAccess.keysFile';
+    let map: unknown;
+    try {
+      map = parseYaml(readText(sas.keysFile, key, 'give the path of a YAML or JSON map of client ID to base64 key'));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(key, `${sas.keysFile} is not YAML or JSON`, 'write one "client-id: base64key" per line', { cause: err });
+    }
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) {
+      throw new ConfigError(key, `${sas.keysFile} is not a map of client ID to key`, 'write one "client-id: base64key" per line');
+    }
+    addAll(devices, map as Record<string, unknown>, key);
+  }
+  if (sas.keys !== undefined) addAll(devices, sas.keys, 'auth.sharedAccess.keys');
+  if (sas.policies !== undefined) addAll(policies, sas.policies, 'auth.sharedAccess.policies');
+  const resource = sas.resource;
+  return new SasTokenProvider({
+    keyFor: ({ keyName, clientId }) => (keyName === undefined ? devices.get(clientId) : policies.get(keyName)),
+    ...(resource !== undefined ? { resourceFor: (c) => resource.split('%c').join(c.clientId) } : {}),
+    ...(sas.maxTtlSeconds !== undefined ? { maxTtlSeconds: sas.maxTtlSeconds } : {}),
+  });
+}
+
+/** A base64 key of at least 16 bytes (Azure's are 32); the key itself is never in the error. */
+function decodeKey(value: unknown, key: string): Buffer {
+  const bytes = typeof value === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(value.trim()) ? Buffer.from(value.trim(), 'base64') : undefined;
+  if (bytes === undefined || bytes.length < 16) {
+    throw new ConfigError(key, 'is not a base64 key of at least 16 bytes', 'generate one with openssl rand -base64 32');
+  }
+  return bytes;
+}
