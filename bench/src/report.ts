@@ -132,12 +132,13 @@ function integrityCell(i: Integrity | undefined): string {
 /**
  * A Markdown table: one row per scenario and metric, medians with (min–max) over the
  * repetitions, the ratio FleetMQ/peer, lost/duplicated/out-of-order per broker (summed over the
- * runs), the runner's CPU and the CPU everything else on the machine used meanwhile (each the
- * highest of the brokers' medians, % of one core).
+ * runs), each broker's CPU (median, % of one core: about 100 % means its one thread was the
+ * limit), the runner's CPU and the CPU everything else on the machine used meanwhile (each the
+ * highest of the brokers' medians).
  */
 export function renderTable(report: BenchReport): string {
   const cols = ['fleetmq', 'mosquitto', 'aedes'] as const;
-  const header = ['scenario', 'metric', 'FleetMQ', 'Mosquitto', 'Aedes', 'FleetMQ/Mosquitto', 'FleetMQ/Aedes', 'lost/dup/ooo F · M · A', 'runner CPU', 'other CPU'];
+  const header = ['scenario', 'metric', 'FleetMQ', 'Mosquitto', 'Aedes', 'FleetMQ/Mosquitto', 'FleetMQ/Aedes', 'lost/dup/ooo F · M · A', 'broker CPU F · M · A', 'runner CPU', 'other CPU'];
   const pct = (x: number): string => `${Math.round(x * 100)}%`;
   const maxOf = (s: ScenarioReport, pick: (r: TargetResults) => number | undefined): string => {
     const v = Object.values(s.results)
@@ -153,6 +154,7 @@ export function renderTable(report: BenchReport): string {
         const c = s.results['fleetmq-cluster'];
         row.push(`×3 nodes: ${cell(c?.summary[m.key], m.unit)}`, '—', '—', '—', '—');
         row.push(k === 0 ? integrityCell(c?.integrity) : '');
+        row.push(k === 0 && c?.brokerCpu !== undefined ? `${pct(c.brokerCpu)} (all processes)` : '');
       } else {
         for (const t of cols) row.push(cell(s.results[t]?.summary[m.key], m.unit));
         for (const peer of ['mosquitto', 'aedes'] as const) {
@@ -160,6 +162,7 @@ export function renderTable(report: BenchReport): string {
           row.push(r === undefined ? '—' : `${r.toFixed(2)}×`);
         }
         row.push(k === 0 ? cols.map((t) => integrityCell(s.results[t]?.integrity)).join(' · ') : '');
+        row.push(k === 0 ? cols.map((t) => (s.results[t]?.brokerCpu !== undefined ? pct(s.results[t]!.brokerCpu!) : '—')).join(' · ') : '');
       }
       row.push(k === 0 ? maxOf(s, (r) => r.runnerCpu) : '', k === 0 ? maxOf(s, (r) => r.otherCpu) : '');
       rows.push(row);
@@ -175,12 +178,19 @@ export function renderNotes(report: BenchReport): string {
   const out: string[] = [];
   for (const s of report.scenarios) {
     for (const n of s.notes) out.push(`- ${s.name}: ${n}`);
+    // the same note from several runs is printed once, with where it came from
+    const notes = new Map<string, string[]>();
     for (const [t, r] of Object.entries(s.results)) {
       for (const run of r?.runs ?? []) {
-        if (run.error) out.push(`- ${s.name} · ${DISPLAY[t as TargetName]} · rep ${run.rep}: FAILED: ${run.error}`);
-        for (const n of run.notes ?? []) out.push(`- ${s.name} · ${DISPLAY[t as TargetName]} · rep ${run.rep}: ${n}`);
+        const where = `${DISPLAY[t as TargetName]} rep ${run.rep}`;
+        for (const n of [...(run.error ? [`FAILED: ${run.error}`] : []), ...(run.notes ?? [])]) {
+          const list = notes.get(n) ?? [];
+          list.push(where);
+          notes.set(n, list);
+        }
       }
     }
+    for (const [n, where] of notes) out.push(`- ${s.name} (${where.length > 3 ? `${where.length} runs` : where.join(', ')}): ${n}`);
   }
   for (const sk of report.skipped) out.push(`- skipped ${sk.target}: ${sk.reason}`);
   const r = report.runner;

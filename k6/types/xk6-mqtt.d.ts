@@ -11,6 +11,8 @@
  *   (`client_id`, `connect_timeout`, `clean_session`, `credentials_provider`);
  * - `connectAsync` and `reconnectAsync` exist in the Go code although the upstream `index.d.ts`
  *   omits them;
+ * - `connect` takes the URL first: upstream also allows an options object alone, but the Go side
+ *   then resolves an empty address, so a URL is required here;
  * - `subscribe`/`unsubscribe` take one topic string here: upstream also documents arrays (and an
  *   object form for subscribe), but the Go side matches exact Go types (`[]string`,
  *   `map[string]subscribeOptions`) that a JavaScript array or object is not exported as, so
@@ -111,9 +113,7 @@ declare module 'k6/x/mqtt' {
      * `connect`. A failure goes to the `error` handler, or is thrown when there is none.
      */
     connect(url: string, options?: ConnectOptions): void;
-    connect(options: ConnectOptions): void;
     connectAsync(url: string, options?: ConnectOptions): Promise<void>;
-    connectAsync(options: ConnectOptions): Promise<void>;
 
     /** Drops the connection and connects again with the same settings. */
     reconnect(): void;
