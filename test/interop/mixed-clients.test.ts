@@ -66,21 +66,21 @@ describe('mixed clients interop', () => {
 
   it('a $share group of mqtt.js, mosquitto_sub and paho members gets each message exactly once, spread over all', async () => {
     const js = await connectMqtt(t.wsUrl, { protocolVersion: 5, clientId: 'share-mix-js' });
-    await js.subscribeAsync('$share/mix/mix/work/#', { qos: 1 });
+    await js.subscribeAsync('$share/mix/mix/jobs/#', { qos: 1 });
     const jsInbox = new Inbox(js);
-    const mosq = new MosquittoSub({ port: t.port, version: 'mqttv5', topics: ['$share/mix/mix/work/#'], qos: 1, timeoutSec: 10 });
-    const mosq311 = new MosquittoSub({ port: t.port, version: 'mqttv311', topics: ['$share/mix/mix/work/#'], qos: 1, timeoutSec: 10 });
+    const mosq = new MosquittoSub({ port: t.port, version: 'mqttv5', topics: ['$share/mix/mix/jobs/#'], qos: 1, timeoutSec: 10 });
+    const mosq311 = new MosquittoSub({ port: t.port, version: 'mqttv311', topics: ['$share/mix/mix/jobs/#'], qos: 1, timeoutSec: 10 });
     await Promise.all([mosq.subscribed(), mosq311.subscribed()]);
     const paho = new PahoClient(t.port);
     expect((await paho.connect({ client_id: 'share-mix-paho', protocol: '5' })).rc).toBe(0);
-    expect(await paho.subscribe('$share/mix/mix/work/#', 1)).toEqual([1]);
+    expect(await paho.subscribe('$share/mix/mix/jobs/#', 1)).toEqual([1]);
     // an ordinary subscriber of the same topics gets everything
-    const all = new MosquittoSub({ port: t.port, version: 'mqttv311', topics: ['mix/work/#'], qos: 1, timeoutSec: 10 });
+    const all = new MosquittoSub({ port: t.port, version: 'mqttv311', topics: ['mix/jobs/#'], qos: 1, timeoutSec: 10 });
     await all.subscribed();
 
     const pub = await connectMqtt(t.url, { protocolVersion: 5, clientId: 'share-mix-pub' });
     const sent = Array.from({ length: 40 }, (_, i) => `w${i}`);
-    for (const [i, w] of sent.entries()) await pub.publishAsync(`mix/work/${i % 4}`, w, { qos: 1 });
+    for (const [i, w] of sent.entries()) await pub.publishAsync(`mix/jobs/${i % 4}`, w, { qos: 1 });
 
     const counts = (): number[] => [jsInbox.messages.length, mosq.messages.length, mosq311.messages.length, paho.messages().length];
     await waitUntil(() => counts().reduce((a, b) => a + b, 0) >= sent.length, 5000, 'every shared message');

@@ -5,11 +5,10 @@ import { connect } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError, MqttError, ReasonCode } from '@fleetmq/protocol';
 import type { BrokerLog, Message } from '@fleetmq/broker';
-import { Recorder, describeMessageBus, freePort, startNatsServer, testMessage, waitFor } from '@fleetmq/testkit';
+import { Recorder, describeMessageBus, freePort, startNatsServer, testMessage, waitFor, TcpProxy } from '@fleetmq/testkit';
 import type { NatsFixture } from '@fleetmq/testkit';
 import { NatsMessageBus, encodeEnvelope, queueName } from '../src/index.js';
 import type { NatsMessageBusOptions } from '../src/index.js';
-import { TcpProxy } from './support/tcp-proxy.js';
 
 let server: NatsFixture;
 let monitorPort: number;
@@ -323,12 +322,12 @@ describe('NatsMessageBus: NATS restarts', () => {
 describe('NatsMessageBus: first connect', () => {
   let proxy: TcpProxy | undefined;
   afterEach(async () => {
-    await proxy?.close();
+    await proxy?.stop();
     proxy = undefined;
   });
 
   it('with waitOnFirstConnect, keeps trying until a server answers', async () => {
-    proxy = new TcpProxy(await freePort(), server.port);
+    proxy = new TcpProxy(await freePort(), server.port, 'nats');
     let connected = false;
     const connecting = NatsMessageBus.connect({
       servers: [proxy.url],
@@ -352,7 +351,7 @@ describe('NatsMessageBus: first connect', () => {
   });
 
   it('create() returns a bus at once that is not ready, refuses work, and becomes ready by itself', async () => {
-    proxy = new TcpProxy(await freePort(), server.port);
+    proxy = new TcpProxy(await freePort(), server.port, 'nats');
     const bus = NatsMessageBus.create({ servers: [proxy.url], name: 'background', reconnect: FAST_RECONNECT });
     opened.push(bus);
     expect(bus.ready).toBe(false);
@@ -396,12 +395,12 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 describe('NatsMessageBus: connection loss (through a TCP forwarder, for exact timing)', () => {
   let proxy: TcpProxy | undefined;
   afterEach(async () => {
-    await proxy?.close();
+    await proxy?.stop();
     proxy = undefined;
   });
 
   it('a QoS 1 publish whose confirmation is cut off rejects; QoS 0 was already accepted', async () => {
-    proxy = new TcpProxy(await freePort(), server.port);
+    proxy = new TcpProxy(await freePort(), server.port, 'nats');
     await proxy.listen();
     const bus = await node({ reconnect: { waitMs: 50, jitterMs: 0 } }, proxy.url);
     const qos0 = bus.publish(testMessage('cut/0', { qos: 0 }));
@@ -415,7 +414,7 @@ describe('NatsMessageBus: connection loss (through a TCP forwarder, for exact ti
   });
 
   it('never confirms a QoS 1 publish issued as the server goes away, refuses while it is away, recovers with its subscriptions, and logs each transition once', async () => {
-    proxy = new TcpProxy(await freePort(), server.port);
+    proxy = new TcpProxy(await freePort(), server.port, 'nats');
     await proxy.listen();
     const logged: string[] = [];
     const bus = await node({ reconnect: { waitMs: 50, jitterMs: 0 }, log: recordingLog(logged) }, proxy.url);
@@ -429,7 +428,7 @@ describe('NatsMessageBus: connection loss (through a TCP forwarder, for exact ti
 
     // the server goes away (connections dropped, new ones refused); in this same tick the bus
     // cannot have noticed yet, so it accepts the publish into nats.js and must not confirm it
-    const away = proxy.close();
+    const away = proxy.stop();
     expect(bus.ready).toBe(true);
     const inTheGap = bus.publish(testMessage('away/gap', { qos: 1 }));
     await expect(inTheGap).rejects.toBeInstanceOf(BackendUnavailableError);
@@ -464,7 +463,7 @@ describe('NatsMessageBus: connection loss (through a TCP forwarder, for exact ti
   });
 
   it('rejects a subscribe whose confirmation is cut off, and leaves no subscription behind', async () => {
-    proxy = new TcpProxy(await freePort(), server.port);
+    proxy = new TcpProxy(await freePort(), server.port, 'nats');
     await proxy.listen();
     const name = `cut-sub-${nextNode++}`;
     const bus = await node({ name, reconnect: { waitMs: 50, jitterMs: 0 } }, proxy.url);

@@ -1,12 +1,11 @@
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '@fleetmq/protocol';
-import { describeNodeRegistry, freePort, startRedisServer, waitFor } from '@fleetmq/testkit';
+import { describeNodeRegistry, freePort, startRedisServer, waitFor, TcpProxy } from '@fleetmq/testkit';
 import type { RedisFixture } from '@fleetmq/testkit';
 import { RedisNodeRegistry, RedisSessionOwnership, createRedisClient } from '../src/index.js';
 import type { RedisNodeRegistryOptions } from '../src/index.js';
 import { FAST_RECONNECT, adminClient, commandCalls, redisNow, sleep, uniquePrefix } from './support/helpers.js';
-import { TcpProxy } from './support/tcp-proxy.js';
 
 let server: RedisFixture;
 let admin: Redis;
@@ -140,7 +139,7 @@ describe('RedisNodeRegistry: scripts and connection', () => {
   });
 
   it('refuses every call at once while Redis is unreachable, and recovers by itself', async () => {
-    const proxy = new TcpProxy(await freePort(), server.port);
+    const proxy = new TcpProxy(await freePort(), server.port, 'redis');
     await proxy.listen();
     try {
       const r = await registry({ url: proxy.url, reconnect: FAST_RECONNECT, ttlMs: 5_000 });

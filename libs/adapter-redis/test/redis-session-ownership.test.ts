@@ -3,12 +3,11 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '@fleetmq/protocol';
 import type { ClaimResult } from '@fleetmq/broker';
-import { describeSessionOwnership, freePort, startRedisServer, waitFor } from '@fleetmq/testkit';
+import { describeSessionOwnership, freePort, startRedisServer, waitFor, TcpProxy } from '@fleetmq/testkit';
 import type { RedisFixture } from '@fleetmq/testkit';
 import { CLAIM_SCRIPT, RELEASE_SCRIPT, RedisSessionOwnership, createRedisClient } from '../src/index.js';
 import type { RedisSessionOwnershipOptions } from '../src/index.js';
 import { FAST_RECONNECT, adminClient, commandCalls, recordingLog, redisNow, uniquePrefix } from './support/helpers.js';
-import { TcpProxy } from './support/tcp-proxy.js';
 
 let server: RedisFixture;
 let admin: Redis;
@@ -218,7 +217,7 @@ describe('RedisSessionOwnership: connection', () => {
   describe('outages (through a proxy)', () => {
     let proxy: TcpProxy;
     beforeAll(async () => {
-      proxy = new TcpProxy(await freePort(), server.port);
+      proxy = new TcpProxy(await freePort(), server.port, 'redis');
       await proxy.listen();
     });
     afterAll(async () => {

@@ -7,11 +7,12 @@ interface Pair {
 }
 
 /**
- * A TCP forwarder on a fixed 127.0.0.1 port in front of a real redis-server, for outage tests
- * that need exact timing: `stop()` refuses new connections and drops the live ones (Redis
- * down); `listen()` again brings it back on the same port; `freeze()` keeps the connections
- * open but holds every byte in both directions (a server that accepts and never answers)
- * until `thaw()` lets them through, in order.
+ * A TCP forwarder on a fixed 127.0.0.1 port in front of a real server (nats-server,
+ * redis-server), for outage tests that need exact timing: `cut()` drops the live connections
+ * and keeps listening; `stop()` also refuses new ones (the server down); `listen()` again
+ * brings it back on the same port; `freeze()` keeps the connections open but holds every byte
+ * in both directions (a server that accepts and never answers) until `thaw()` lets them
+ * through, in order.
  */
 export class TcpProxy {
   private server: Server | undefined;
@@ -21,10 +22,12 @@ export class TcpProxy {
   constructor(
     readonly port: number,
     private readonly targetPort: number,
+    /** URL scheme of `url`: `nats`, `redis`… */
+    private readonly scheme: string,
   ) {}
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.scheme}://127.0.0.1:${this.port}`;
   }
 
   listen(): Promise<void> {
@@ -65,15 +68,20 @@ export class TcpProxy {
     }
   }
 
-  /** Refuses new connections and drops the live ones (both ends). */
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
+  /** Drops every forwarded connection (both ends); new ones are still accepted. */
+  cut(): void {
     for (const { client, upstream } of this.pairs) {
       client.destroy();
       upstream.destroy();
     }
     this.pairs.clear();
+  }
+
+  /** Refuses new connections and drops the live ones (both ends). */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    this.cut();
     if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
