@@ -17,11 +17,12 @@ export default defineConfig({
       '@fleetmq/auth': pkg('./libs/auth/src/index.ts'),
       '@fleetmq/transport': pkg('./libs/transport/src/index.ts'),
       '@fleetmq/testkit': pkg('./libs/testkit/src/index.ts'),
+      '@fleetmq/bridge': pkg('./libs/bridge/src/index.ts'),
       '@fleetmq/edge': pkg('./services/edge/src/index.ts'),
     },
   },
   test: {
-    include: ['libs/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['libs/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts', 'infra/test/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     pool: 'forks',
