@@ -5,3 +5,4 @@ export * from './memory-offline-queue.js';
 export * from './memory-retained-store.js';
 export * from './memory-node-registry.js';
 export * from './memory-node-link.js';
+export * from './memory-lease.js';

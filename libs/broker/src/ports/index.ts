@@ -5,3 +5,4 @@ export * from './offline-queue.js';
 export * from './retained-store.js';
 export * from './node-registry.js';
 export * from './node-link.js';
+export * from './lease.js';

@@ -5,3 +5,4 @@ export * from './session-store.js';
 export * from './offline-queue.js';
 export * from './retained-store.js';
 export * from './node-registry.js';
+export * from './lease.js';
