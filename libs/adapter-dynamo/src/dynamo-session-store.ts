@@ -113,11 +113,14 @@ export class DynamoSessionStore extends DynamoTable implements SessionStore {
     if ((await this.callIf('PutItem', (c) => c.send(command))) === null) throw new FencedError(snapshot.clientId, epoch);
   }
 
-  async delete(clientId: string, epoch: number): Promise<void> {
+  async delete(clientId: string, epoch: number): Promise<SessionSnapshot | null> {
     this.checkOpen();
     checkEpoch(epoch);
-    const command = new DeleteItemCommand({ TableName: this.tableName, Key: keyOf(clientId), ...fenceCondition(epoch) });
-    if ((await this.callIf('DeleteItem', (c) => c.send(command))) === null) throw new FencedError(clientId, epoch);
+    const command = new DeleteItemCommand({ TableName: this.tableName, Key: keyOf(clientId), ReturnValues: 'ALL_OLD', ...fenceCondition(epoch) });
+    const result = await this.callIf('DeleteItem', (c) => c.send(command));
+    if (result === null) throw new FencedError(clientId, epoch);
+    const stored = result.Attributes?.[A.snapshot];
+    return stored === undefined ? null : decodeSnapshot(await snapshotText(stored));
   }
 }
 

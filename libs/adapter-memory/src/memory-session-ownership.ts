@@ -9,15 +9,19 @@ export class MemorySessionOwnership implements SessionOwnership {
   private readonly owners = new Map<string, OwnerRecord>();
   /** Highest epoch handed out per client ID; kept after release so epochs never repeat. */
   private readonly epochs = new Map<string, number>();
+  /** Client IDs per owning node. */
+  private readonly byNode = new Map<string, Set<string>>();
   private closed = false;
 
   claim(clientId: string, nodeId: string): Promise<ClaimResult> {
     if (this.closed) return this.unavailable();
-    const epoch = (this.epochs.get(clientId) ?? 0) + 1;
-    this.epochs.set(clientId, epoch);
-    const previous = this.owners.get(clientId) ?? null;
-    this.owners.set(clientId, Object.freeze({ nodeId, epoch }));
-    return Promise.resolve({ epoch, previous });
+    return Promise.resolve(this.take(clientId, nodeId));
+  }
+
+  claimFrom(clientId: string, nodeId: string, expectedNode: string): Promise<ClaimResult | null> {
+    if (this.closed) return this.unavailable();
+    if (this.owners.get(clientId)?.nodeId !== expectedNode) return Promise.resolve(null);
+    return Promise.resolve(this.take(clientId, nodeId));
   }
 
   release(clientId: string, epoch: number): Promise<boolean> {
@@ -25,7 +29,35 @@ export class MemorySessionOwnership implements SessionOwnership {
     const current = this.owners.get(clientId);
     if (current === undefined || current.epoch !== epoch) return Promise.resolve(false);
     this.owners.delete(clientId);
+    this.unindex(clientId, current.nodeId);
     return Promise.resolve(true);
+  }
+
+  /** The cursor is an offset into the node's IDs in claim order. */
+  ownedBy(nodeId: string, cursor: string, count: number): Promise<{ clientIds: string[]; cursor: string }> {
+    if (this.closed) return this.unavailable();
+    const all = [...(this.byNode.get(nodeId) ?? [])];
+    const from = Number(cursor) || 0;
+    const to = from + Math.max(1, count);
+    return Promise.resolve({ clientIds: all.slice(from, to), cursor: to >= all.length ? '0' : String(to) });
+  }
+
+  private take(clientId: string, nodeId: string): ClaimResult {
+    const epoch = (this.epochs.get(clientId) ?? 0) + 1;
+    this.epochs.set(clientId, epoch);
+    const previous = this.owners.get(clientId) ?? null;
+    this.owners.set(clientId, Object.freeze({ nodeId, epoch }));
+    if (previous !== null) this.unindex(clientId, previous.nodeId);
+    let owned = this.byNode.get(nodeId);
+    if (owned === undefined) this.byNode.set(nodeId, (owned = new Set()));
+    owned.add(clientId);
+    return { epoch, previous };
+  }
+
+  private unindex(clientId: string, nodeId: string): void {
+    const owned = this.byNode.get(nodeId);
+    owned?.delete(clientId);
+    if (owned?.size === 0) this.byNode.delete(nodeId);
   }
 
   owner(clientId: string): Promise<OwnerRecord | null> {

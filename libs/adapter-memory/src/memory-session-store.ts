@@ -30,12 +30,13 @@ export class MemorySessionStore implements SessionStore {
     this.rows.set(snapshot.clientId, { text: encodeSnapshot(snapshot), epoch });
   }
 
-  async delete(clientId: string, epoch: number): Promise<void> {
+  async delete(clientId: string, epoch: number): Promise<SessionSnapshot | null> {
     this.ensureOpen();
     const row = this.rows.get(clientId);
-    if (row === undefined) return;
+    if (row === undefined) return null;
     if (epoch < row.epoch) throw new FencedError(clientId, epoch);
     this.rows.delete(clientId);
+    return decodeSnapshot(row.text);
   }
 
   /** Number of stored sessions. */

@@ -5,7 +5,12 @@
  * absent while nobody owns it) and `epoch` (the last epoch handed out, kept after a
  * release). A claim is one Lua script (read, increment, write), so concurrent claims from any
  * number of nodes form one chain; release is one Lua script that removes `node` only while
- * `epoch` is still the caller's. One key per operation: Redis Cluster places it freely.
+ * `epoch` is still the caller's. One key per script: Redis Cluster places it freely.
+ *
+ * Per-node index: a set per node, `<prefix>owned:<nodeId>`, of the client IDs it claimed,
+ * so that live nodes can find what a dead node held. It is kept after each claim and release
+ * by separate commands (the keys live in other slots), so it may hold stale entries (a client
+ * that moved on): readers check with `claimFrom`, which is atomic.
  *
  * Epochs (`epochs` option):
  * - `clock` (default): the new epoch is max(last + 1, Redis time in ms). Epochs stay strictly
@@ -20,7 +25,7 @@ import type { Redis } from 'ioredis';
 import type { ClaimResult, OwnerRecord, SessionOwnership } from '@fleetmq/broker';
 import { RedisConnection } from './redis-connection.js';
 import type { RedisConnectionOptions } from './redis-connection.js';
-import { CLAIM_SCRIPT, RELEASE_SCRIPT } from './scripts.js';
+import { CLAIM_FROM_SCRIPT, CLAIM_SCRIPT, RELEASE_SCRIPT } from './scripts.js';
 
 export type EpochMode = 'clock' | 'counter';
 
@@ -34,12 +39,13 @@ export interface RedisConnectOptions {
   readonly readyTimeoutMs?: number;
 }
 
-type ClaimReply = [number] | [number, string, number];
+type ClaimReply = [] | [number] | [number, string, number];
 
 /** The scripts, as ioredis adds them to the client with `defineCommand`. */
 interface OwnershipCommands {
   fleetmqOwnershipClaim(key: string, nodeId: string, mode: EpochMode): Promise<ClaimReply>;
-  fleetmqOwnershipRelease(key: string, epoch: string): Promise<number>;
+  fleetmqOwnershipClaimFrom(key: string, nodeId: string, mode: EpochMode, expected: string): Promise<ClaimReply>;
+  fleetmqOwnershipRelease(key: string, epoch: string): Promise<string | number>;
 }
 
 /** Adds the scripts to a client once (a shared client may serve several adapters). */
@@ -47,6 +53,7 @@ function ownershipCommands(client: Redis): OwnershipCommands {
   const commands = client as unknown as Partial<OwnershipCommands>;
   if (typeof commands.fleetmqOwnershipClaim !== 'function') {
     client.defineCommand('fleetmqOwnershipClaim', { numberOfKeys: 1, lua: CLAIM_SCRIPT });
+    client.defineCommand('fleetmqOwnershipClaimFrom', { numberOfKeys: 1, lua: CLAIM_FROM_SCRIPT });
     client.defineCommand('fleetmqOwnershipRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT });
   }
   return client as unknown as OwnershipCommands;
@@ -94,15 +101,23 @@ export class RedisSessionOwnership implements SessionOwnership {
     return `${this.connection.keyPrefix}owner:${clientId}`;
   }
 
+  /** The Redis key of the set of client IDs a node claimed. */
+  ownedKey(nodeId: string): string {
+    return `${this.connection.keyPrefix}owned:${nodeId}`;
+  }
+
   async claim(clientId: string, nodeId: string): Promise<ClaimResult> {
     const reply = await this.connection.run('claim', () =>
       this.commands.fleetmqOwnershipClaim(this.key(clientId), nodeId, this.epochs),
     );
-    const [epoch, previousNode, previousEpoch] = reply;
-    return {
-      epoch,
-      previous: previousNode === undefined || previousEpoch === undefined ? null : record(previousNode, previousEpoch),
-    };
+    return this.indexClaim(clientId, nodeId, reply);
+  }
+
+  async claimFrom(clientId: string, nodeId: string, expectedNode: string): Promise<ClaimResult | null> {
+    const reply = await this.connection.run('claimFrom', () =>
+      this.commands.fleetmqOwnershipClaimFrom(this.key(clientId), nodeId, this.epochs, expectedNode),
+    );
+    return reply.length === 0 ? null : this.indexClaim(clientId, nodeId, reply);
   }
 
   async release(clientId: string, epoch: number): Promise<boolean> {
@@ -111,10 +126,39 @@ export class RedisSessionOwnership implements SessionOwnership {
       this.connection.assertUsable('release');
       return false;
     }
-    const released = await this.connection.run('release', () =>
-      this.commands.fleetmqOwnershipRelease(this.key(clientId), String(epoch)),
+    const released = await this.connection.run('release', async (client) => {
+      const node = await this.commands.fleetmqOwnershipRelease(this.key(clientId), String(epoch));
+      if (typeof node === 'string') await client.srem(this.ownedKey(node), clientId);
+      return typeof node === 'string';
+    });
+    return released;
+  }
+
+  async ownedBy(nodeId: string, cursor: string, count: number): Promise<{ clientIds: string[]; cursor: string }> {
+    const [next, clientIds] = await this.connection.run('ownedBy', (client) =>
+      client.sscan(this.ownedKey(nodeId), cursor, 'COUNT', count),
     );
-    return released === 1;
+    return { clientIds, cursor: next };
+  }
+
+  /**
+   * Records a claim in the per-node index: the client ID joins the new owner's set before the
+   * claim resolves (so a node that dies after a claim is found by its adopters) and leaves
+   * the previous owner's set.
+   */
+  private async indexClaim(clientId: string, nodeId: string, reply: ClaimReply): Promise<ClaimResult> {
+    const [epoch, previousNode, previousEpoch] = reply as [number, string?, number?];
+    await this.connection.run('claim', async (client) => {
+      const batch = client.pipeline().sadd(this.ownedKey(nodeId), clientId);
+      if (previousNode !== undefined && previousNode !== nodeId) batch.srem(this.ownedKey(previousNode), clientId);
+      const results = await batch.exec();
+      const failed = results?.find(([err]) => err !== null)?.[0];
+      if (failed) throw failed;
+    });
+    return {
+      epoch,
+      previous: previousNode === undefined || previousEpoch === undefined ? null : record(previousNode, previousEpoch),
+    };
   }
 
   async owner(clientId: string): Promise<OwnerRecord | null> {

@@ -35,15 +35,36 @@ return { epoch }
 `;
 
 /**
+ * Claims a client ID for a node only while another given node owns it (adoption of a dead
+ * node's sessions). KEYS[1] the client's hash; ARGV[1] node ID; ARGV[2] `clock` or
+ * `counter`; ARGV[3] the expected owner. Returns { epoch, previousNode, previousEpoch }, or
+ * {} (and changes nothing) when the owner is not the expected one.
+ */
+export const CLAIM_FROM_SCRIPT = `${NOW_MS}
+local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if current[1] ~= ARGV[3] then
+  return {}
+end
+local last = tonumber(current[2]) or 0
+local epoch = last + 1
+if ARGV[2] == 'clock' then
+  local now = now_ms()
+  if now > epoch then epoch = now end
+end
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', string.format('%d', epoch))
+return { epoch, current[1], last }
+`;
+
+/**
  * Releases a client ID if its owner still has this epoch. KEYS[1] the client's hash;
  * ARGV[1] the epoch. Removes only the owner; the last epoch stays, so epochs keep growing.
- * Returns 1 when released, 0 otherwise.
+ * Returns the node it released, or 0 when it released nothing.
  */
 export const RELEASE_SCRIPT = `
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if current[1] and current[2] == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'node')
-  return 1
+  return current[1]
 end
 return 0
 `;

@@ -53,15 +53,18 @@ function expectOneChain(claims: ReadonlyArray<ClaimResult & { nodeId: string }>)
 }
 
 describe('RedisSessionOwnership: key layout', () => {
-  it('keeps one hash per client ID under the key prefix: node while owned, the last epoch always', async () => {
+  it('keeps one hash per client ID under the key prefix (node while owned, the last epoch always) and a set per owning node', async () => {
     const prefix = uniquePrefix('layout');
     const o = await ownership({ keyPrefix: prefix });
     const claim = await o.claim('c1', 'node-a');
     expect(o.key('c1')).toBe(`${prefix}owner:c1`);
-    expect(await admin.keys(`${prefix}*`)).toEqual([`${prefix}owner:c1`]);
+    expect(o.ownedKey('node-a')).toBe(`${prefix}owned:node-a`);
+    expect((await admin.keys(`${prefix}*`)).sort()).toEqual([`${prefix}owned:node-a`, `${prefix}owner:c1`]);
     expect(await admin.hgetall(`${prefix}owner:c1`)).toEqual({ node: 'node-a', epoch: String(claim.epoch) });
+    expect(await admin.smembers(`${prefix}owned:node-a`)).toEqual(['c1']);
     expect(await o.release('c1', claim.epoch)).toBe(true);
     expect(await admin.hgetall(`${prefix}owner:c1`)).toEqual({ epoch: String(claim.epoch) });
+    expect(await admin.exists(`${prefix}owned:node-a`)).toBe(0);
     expect(await o.owner('c1')).toBeNull();
   });
 
@@ -78,6 +81,7 @@ describe('RedisSessionOwnership: key layout', () => {
     expect(b.previous).toBeNull();
     expect(await plain.owner(clientId)).toEqual({ nodeId: 'node-a', epoch: a.epoch });
     await admin.del(`fleetmq:owner:${clientId}`, `elsewhere:owner:${clientId}`);
+    await admin.srem('fleetmq:owned:node-a', clientId);
   });
 
   it('takes any client ID as it is, braces and all', async () => {

@@ -46,6 +46,23 @@ export interface RegistryStats {
   offlineDropped: number;
   offlineQueued: number;
   willsPublished: number;
+  /** Messages the offline queue dropped by its drop policy (its length limit). */
+  offlineQueueFull: number;
+  /** Deliveries dropped while a session was being handed to another node (its buffer was full). */
+  handoverDropped: number;
+  /** Sessions this node took over from a dead node (its heartbeat expired). */
+  sessionsAdopted: number;
+}
+
+/**
+ * Whether the will of a session its node left behind is due by now: its delay (capped by the
+ * session's expiry) has passed since the client went offline, or since now when that is unknown
+ * (the node died with the client connected).
+ */
+function willDelayOver(snapshot: SessionSnapshot, now: number): boolean {
+  const will = snapshot.will;
+  if (will === undefined) return false;
+  return (snapshot.disconnectedAt ?? now) + Math.min(will.delayInterval, snapshot.expiryInterval) * 1000 <= now;
 }
 
 /** Longest timer Node.js accepts; longer expiries re-arm. */
@@ -69,6 +86,8 @@ class DetachedSession implements Subscriber {
     readonly session: Session,
     /** When its client went offline (epoch ms). */
     readonly since: number,
+    /** The ownership epoch under which this node holds it: its writes and deletes are fenced by it. */
+    readonly epoch: number,
     private readonly queue: OfflineQueue,
     private readonly stats: RegistryStats,
     private readonly log: BrokerLog,
@@ -104,6 +123,7 @@ class DetachedSession implements Subscriber {
       return this.queue.append(this.clientId, batch).then(
         (r) => {
           this.stats.offlineDropped += r.dropped;
+          this.stats.offlineQueueFull += r.dropped;
         },
         (err: unknown) => this.log.error({ clientId: this.clientId, count: batch.length, err }, 'offline_append_failed'),
       );
@@ -161,12 +181,16 @@ class HandoverSubscriber implements Subscriber {
     readonly session: Session,
     /** Its offline queue was read into the snapshot and is removed once the new owner has that. */
     readonly queueRead: boolean,
+    private readonly stats: RegistryStats,
   ) {}
   get clientId(): string {
     return this.session.clientId;
   }
   deliver(message: Message, delivery: Delivery, shared?: string): void {
-    if (this.buffer.length >= this.session.queue.limit) return; // bounded like the session's queue
+    if (this.buffer.length >= this.session.queue.limit) {
+      this.stats.handoverDropped++; // bounded like the session's queue
+      return;
+    }
     this.buffer.push({ message, delivery, shared });
   }
 }
@@ -204,6 +228,9 @@ export class SessionRegistry {
     offlineDropped: 0,
     offlineQueued: 0,
     willsPublished: 0,
+    offlineQueueFull: 0,
+    handoverDropped: 0,
+    sessionsAdopted: 0,
   };
 
   constructor(private readonly deps: SessionRegistryDeps) {}
@@ -218,6 +245,29 @@ export class SessionRegistry {
 
   isConnected(clientId: string): boolean {
     return this.live.has(clientId);
+  }
+
+  /** The detached sessions this node holds, and since when (read-only: the admin API). */
+  detachedSessions(): IterableIterator<{ readonly session: Session; readonly since: number }> {
+    return this.detached.values();
+  }
+
+  detachedSession(clientId: string): { readonly session: Session; readonly since: number } | undefined {
+    return this.detached.get(clientId);
+  }
+
+  /**
+   * Ends a detached session of this node now, as its expiry would (will due, subscriptions,
+   * stored session and offline queue removed): the admin API's discard, after the client was
+   * disconnected. False when this node holds no detached session for the client.
+   */
+  discard(clientId: string): Promise<boolean> {
+    return this.withLock(clientId, async () => {
+      const detached = this.detached.get(clientId);
+      if (detached === undefined) return false;
+      await this.expire(detached, 'discarded');
+      return true;
+    });
   }
 
   /** Opens the session of a connecting client (CONNECT), taking it over or discarding it as asked. */
@@ -290,20 +340,28 @@ export class SessionRegistry {
         await this.restoreQueued(session);
       }
     } else if (!cleanStart) {
+      // what the store holds was left by a node that is gone (or by this node's last run):
+      // its connection ended without a DISCONNECT, so its will is due once its delay is over
       const stored = await store.load(clientId);
-      if (stored !== null) {
-        session = Session.fromSnapshot(stored.snapshot, limits);
+      const resumed = stored !== null && stored.snapshot.expiryInterval > 0 ? stored.snapshot : undefined;
+      if (stored?.snapshot.will !== undefined && (resumed === undefined || willDelayOver(stored.snapshot, Date.now()))) {
+        this.fireWill(clientId, stored.snapshot.will);
+      }
+      if (resumed !== undefined) {
+        session = Session.fromSnapshot(resumed, limits);
         present = true;
         router.attach(new OpeningSubscriber(session));
         for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
         await this.restoreQueued(session);
       } else {
-        // no session (never was, or it expired): what an expired one left queued is not this one's
+        // no session (never was, it expired, or it ended with its connection): what it left queued is not this one's
+        if (stored !== null) await store.delete(clientId, claim.epoch);
         await offlineQueue.clear(clientId);
       }
     } else {
-      // a session another node left in the store ends here
-      await store.delete(clientId, claim.epoch);
+      // a session another node left in the store ends here, and its will with it
+      const left = await store.delete(clientId, claim.epoch);
+      if (left?.will !== undefined) this.fireWill(clientId, left.will);
       await offlineQueue.clear(clientId);
     }
 
@@ -329,7 +387,9 @@ export class SessionRegistry {
     session.expiryInterval = req.expiryInterval;
     session.will = req.will;
     this.live.set(clientId, { channel: req.channel, epoch: claim.epoch });
-    if (session.expiryInterval > 0) await this.persistEntry(session, claim.epoch);
+    // a session with a will is saved even when it ends with its connection: if this node
+    // dies, the node that adopts its client IDs finds the will there and publishes it
+    if (session.expiryInterval > 0 || session.will !== undefined) await this.persistEntry(session, claim.epoch);
     return { session, present, epoch: claim.epoch };
   }
 
@@ -347,7 +407,7 @@ export class SessionRegistry {
     session.queue.clear();
     const will = session.will;
     session.will = undefined;
-    const detached = this.keepDetached(session, Date.now());
+    const detached = this.keepDetached(session, Date.now(), epoch);
     session.will = will;
     detached.append(pending.filter((d) => d.qos > 0).map((d) => d.message));
     this.stats.offlineDropped += pending.filter((d) => d.qos === 0).length;
@@ -406,14 +466,14 @@ export class SessionRegistry {
     if (session.expiryInterval === 0) {
       router.detach(channel);
       if (will !== undefined) this.fireWill(clientId, will);
-      await this.discardState(session, entry.epoch);
+      if (await this.discardState(session, entry.epoch)) await this.release(clientId, entry.epoch);
       return;
     }
 
     // what was queued for the client and not sent moves to the offline queue; QoS 0 is dropped
     const pending = session.queue.toArray();
     session.queue.clear();
-    const detached = this.keepDetached(session, Date.now());
+    const detached = this.keepDetached(session, Date.now(), entry.epoch);
     detached.append(pending.filter((d) => d.qos > 0).map((d) => d.message));
     this.stats.offlineDropped += pending.filter((d) => d.qos === 0).length;
     try {
@@ -437,9 +497,9 @@ export class SessionRegistry {
    * node: it captures what its subscriptions match, publishes its will when the will delay
    * is over and ends when its expiry interval is.
    */
-  private keepDetached(session: Session, since: number): DetachedSession {
+  private keepDetached(session: Session, since: number, epoch: number): DetachedSession {
     const { clientId } = session;
-    const detached = new DetachedSession(session, since, this.deps.offlineQueue, this.stats, this.deps.log);
+    const detached = new DetachedSession(session, since, epoch, this.deps.offlineQueue, this.stats, this.deps.log);
     this.deps.router.attach(detached);
     this.detached.set(clientId, detached);
     const elapsed = Math.max(0, Date.now() - since);
@@ -454,6 +514,8 @@ export class SessionRegistry {
           detached.willTimer = undefined;
           session.will = undefined;
           this.fireWill(clientId, will);
+          // saved without its will, so that a node adopting the session later does not publish it again
+          this.persistEntry(session, epoch, since).catch(() => undefined);
         }, delayMs);
         detached.willTimer.unref();
       }
@@ -472,30 +534,44 @@ export class SessionRegistry {
     detached.expiryTimer.unref();
   }
 
-  private async expire(detached: DetachedSession): Promise<void> {
+  /** Ends a detached session: its expiry interval is over, or an operator discarded it. */
+  private async expire(detached: DetachedSession, why: 'expired' | 'discarded' = 'expired'): Promise<void> {
     if (this.detached.get(detached.clientId) !== detached) return;
     this.detached.delete(detached.clientId);
     detached.clearTimers();
-    this.stats.sessionsExpired++;
+    if (why === 'expired') this.stats.sessionsExpired++;
     this.deps.router.detach(detached);
     const will = detached.session.will;
     if (will !== undefined) this.fireWill(detached.clientId, will); // the session ends: will is due
     await detached.flush();
-    const owner = await this.deps.ownership.owner(detached.clientId);
-    await this.discardState(detached.session, owner?.epoch ?? 0);
-    this.deps.log.info({ clientId: detached.clientId }, 'session_expired');
+    // under its own epoch: if a newer owner holds the session meanwhile, its state stays
+    if (await this.discardState(detached.session, detached.epoch)) await this.release(detached.clientId, detached.epoch);
+    this.deps.log.info({ clientId: detached.clientId }, why === 'expired' ? 'session_expired' : 'session_discarded');
   }
 
-  /** Removes a session's subscriptions and stored state. */
-  private async discardState(session: Session, epoch: number): Promise<void> {
+  /** Lets go of a client ID whose session ended here (the per-node index then forgets it). */
+  private async release(clientId: string, epoch: number): Promise<void> {
+    await this.deps.ownership.release(clientId, epoch).catch((err: unknown) => {
+      this.deps.log.warn({ clientId, err: (err as Error).message }, 'ownership_release_failed');
+    });
+  }
+
+  /**
+   * Removes a session's subscriptions and stored state. False when a newer owner holds the
+   * session (the delete was fenced: its stored state and offline queue stay) or the stores failed.
+   */
+  private async discardState(session: Session, epoch: number): Promise<boolean> {
     const { router, store, offlineQueue, log } = this.deps;
     for (const filter of session.subscriptions.keys()) await router.unsubscribe(session.clientId, filter);
     session.subscriptions.clear();
     try {
       await store.delete(session.clientId, epoch);
       await offlineQueue.clear(session.clientId);
+      return true;
     } catch (err) {
-      log.error({ clientId: session.clientId, err }, 'session_discard_failed');
+      if (err instanceof FencedError) log.info({ clientId: session.clientId }, 'session_fenced');
+      else log.error({ clientId: session.clientId, err }, 'session_discard_failed');
+      return false;
     }
   }
 
@@ -571,7 +647,7 @@ export class SessionRegistry {
     const since = snapshot.disconnectedAt ?? Date.now();
     const queued = session.queue.toArray();
     session.queue.clear();
-    const detached = this.keepDetached(session, since);
+    const detached = this.keepDetached(session, since, claim.epoch);
     for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
     const buffered = await this.endRemoteTakeover(from, clientId, claim.epoch);
     // QoS 0 is not kept for an offline client
@@ -580,6 +656,51 @@ export class SessionRegistry {
     await this.persistEntry(session, claim.epoch, since).catch((err: unknown) => log.warn({ clientId, err }, 'session_save_failed'));
     log.info({ clientId, from }, 'session_adopted');
     return true;
+  }
+
+  /**
+   * A live node, for a node that died (its heartbeat expired, or this node's own last run):
+   * takes over a client ID that node still owns and keeps its stored session detached here,
+   * capturing for its client until it returns; its will is published once, when its delay is
+   * over. `claimFrom` lets exactly one node do this per client ID. `diedAt` (epoch ms) stands
+   * for when a client connected at the death went offline. False when there was nothing to
+   * take (another node, a returning client or the session's end came first).
+   */
+  adoptOrphan(clientId: string, deadNode: string, diedAt: number): Promise<boolean> {
+    return this.withLock(clientId, async () => {
+      if (this.live.has(clientId) || this.detached.has(clientId) || this.handovers.has(clientId)) return false;
+      const { ownership, store, offlineQueue, router, nodeId, limits, log } = this.deps;
+      const claim = await ownership.claimFrom(clientId, nodeId, deadNode);
+      if (claim === null) return false;
+      const stored = await store.load(clientId);
+      if (stored === null || stored.snapshot.expiryInterval === 0) {
+        // nothing persistent: a session that ended with its connection leaves at most its will
+        const left = stored === null ? null : await store.delete(clientId, claim.epoch);
+        if (left?.will !== undefined) this.fireWill(clientId, left.will);
+        if (stored !== null) await offlineQueue.clear(clientId);
+        await this.release(clientId, claim.epoch);
+        return left?.will !== undefined;
+      }
+      const session = Session.fromSnapshot(stored.snapshot, limits);
+      const since = stored.snapshot.disconnectedAt ?? diedAt;
+      const queued = session.queue.toArray();
+      session.queue.clear();
+      const detached = this.keepDetached(session, since, claim.epoch); // publishes a will that is due
+      try {
+        // saved under the new epoch (without a will published just now): the dead node's writes are fenced
+        await store.save(session.toSnapshot(since), claim.epoch);
+      } catch (err) {
+        this.detached.delete(clientId);
+        detached.clearTimers();
+        router.detach(detached);
+        throw err;
+      }
+      for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
+      detached.append(queued.filter((d) => d.qos > 0).map((d) => d.message));
+      this.stats.sessionsAdopted++;
+      log.info({ clientId, from: deadNode }, 'session_adopted_from_dead_node');
+      return true;
+    });
   }
 
   /**
@@ -636,7 +757,7 @@ export class SessionRegistry {
     // from here on what the session's subscriptions match is buffered for the new owner; for a
     // detached session it replaces the detached one at once, so nothing that arrives while its
     // queue is read below falls between the two
-    const handover = new HandoverSubscriber(session, detached !== undefined);
+    const handover = new HandoverSubscriber(session, detached !== undefined, this.stats);
     router.attach(handover);
     this.handovers.set(clientId, handover);
     handover.timer = setTimeout(() => {

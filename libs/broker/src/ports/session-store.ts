@@ -24,6 +24,10 @@ export interface StoredSession {
 export interface SessionStore {
   load(clientId: string): Promise<StoredSession | null>;
   save(snapshot: SessionSnapshot, epoch: number): Promise<void>;
-  delete(clientId: string, epoch: number): Promise<void>;
+  /**
+   * Removes the session; resolves with what it held (null when there was nothing), so that
+   * whoever ends a session a dead node left behind can publish its will in the same call.
+   */
+  delete(clientId: string, epoch: number): Promise<SessionSnapshot | null>;
   close(): Promise<void>;
 }

@@ -101,5 +101,59 @@ export function describeSessionOwnership(make: MakePort<SessionOwnership>): void
       const winner = sorted[sorted.length - 1]!;
       expect(await ownership.owner('contended')).toEqual({ nodeId: byEpoch.get(winner.epoch), epoch: winner.epoch });
     });
+
+    it('claims from the expected owner only, with a greater epoch', async () => {
+      const ownership = await ports.open();
+      const first = await ownership.claim('orphan', 'dead');
+      expect(await ownership.claimFrom('orphan', 'heir', 'someone-else')).toBeNull();
+      expect(await ownership.owner('orphan')).toEqual({ nodeId: 'dead', epoch: first.epoch });
+      const taken = await ownership.claimFrom('orphan', 'heir', 'dead');
+      expect(taken).not.toBeNull();
+      expect(taken!.epoch).toBeGreaterThan(first.epoch);
+      expect(taken!.previous).toEqual({ nodeId: 'dead', epoch: first.epoch });
+      expect(await ownership.owner('orphan')).toEqual({ nodeId: 'heir', epoch: taken!.epoch });
+      expect(await ownership.claimFrom('never-claimed', 'heir', 'dead')).toBeNull();
+      expect(await ownership.owner('never-claimed')).toBeNull();
+    });
+
+    it('lets exactly one of many concurrent claimFrom calls win', async () => {
+      const ownership = await ports.open();
+      await ownership.claim('orphan', 'dead');
+      const heirs = Array.from({ length: 8 }, (_, i) => `heir-${i}`);
+      const results = await Promise.all(heirs.map((heir) => ownership.claimFrom('orphan', heir, 'dead')));
+      const winners = results.flatMap((r, i) => (r === null ? [] : [heirs[i]!]));
+      expect(winners).toHaveLength(1);
+      expect((await ownership.owner('orphan'))?.nodeId).toBe(winners[0]);
+    });
+
+    it('lists every client ID a node owns, page by page, and no longer those another node claimed', async () => {
+      const ownership = await ports.open();
+      const ids = Array.from({ length: 57 }, (_, i) => `device-${i}`);
+      for (const id of ids) await ownership.claim(id, 'node-a');
+      await ownership.claim('elsewhere', 'node-b');
+      await ownership.claim('device-0', 'node-b'); // moved on
+      const listed = new Set<string>();
+      let cursor = '0';
+      let pages = 0;
+      do {
+        const page = await ownership.ownedBy('node-a', cursor, 10);
+        for (const id of page.clientIds) listed.add(id);
+        cursor = page.cursor;
+        pages++;
+      } while (cursor !== '0' && pages < 1000);
+      expect(cursor).toBe('0');
+      expect([...listed].sort()).toEqual(ids.slice(1).sort());
+      const b = await ownership.ownedBy('node-b', '0', 100);
+      expect(b.clientIds.sort()).toEqual(['device-0', 'elsewhere']);
+      expect(await ownership.ownedBy('node-c', '0', 10)).toEqual({ clientIds: [], cursor: '0' });
+    });
+
+    it('drops a released client ID from its node\'s listing', async () => {
+      const ownership = await ports.open();
+      const { epoch } = await ownership.claim('leaving', 'node-a');
+      await ownership.claim('staying', 'node-a');
+      expect(await ownership.release('leaving', epoch)).toBe(true);
+      expect((await ownership.ownedBy('node-a', '0', 100)).clientIds).toEqual(['staying']);
+    });
   });
 }

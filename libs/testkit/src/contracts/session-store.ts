@@ -139,8 +139,8 @@ export function describeSessionStore(make: MakePort<SessionStore>): void {
       const store = await ports.open();
       await store.save(minimalSnapshot('c1'), 2);
       await store.save(minimalSnapshot('c2'), 2);
-      await store.delete('c1', 2);
-      await store.delete('c2', 3);
+      expect(await store.delete('c1', 2)).toEqual(minimalSnapshot('c1'));
+      expect(await store.delete('c2', 3)).toEqual(minimalSnapshot('c2'));
       expect(await store.load('c1')).toBeNull();
       expect(await store.load('c2')).toBeNull();
     });
@@ -155,9 +155,16 @@ export function describeSessionStore(make: MakePort<SessionStore>): void {
       expect(await store.load('c1')).toEqual({ snapshot, epoch: 9 });
     });
 
+    it('returns the whole deleted session, will included', async () => {
+      const store = await ports.open();
+      const snapshot = richSnapshot('c1');
+      await store.save(snapshot, 4);
+      expect(await store.delete('c1', 4)).toEqual(snapshot);
+    });
+
     it('accepts a delete of a session that does not exist', async () => {
       const store = await ports.open();
-      await expect(store.delete('nobody', 1)).resolves.toBeUndefined();
+      await expect(store.delete('nobody', 1)).resolves.toBeNull();
       expect(await store.load('nobody')).toBeNull();
     });
 
