@@ -1,1 +1,3 @@
-export {};
+export * from './edge-config.js';
+export * from './metrics.js';
+export { buildDashboard, dashboardText } from './dashboard.js';
