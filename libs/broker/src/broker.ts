@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { allowAll, allowAllTopics, type Authenticator, type Authorizer } from './auth.js';
 import { Channel, type ChannelContext, type ChannelSink, type ChannelStats, type ConnectionInfo } from './channel.js';
-import { defaultClientLimits, type ClientLimits } from './client-limits.js';
+import { checkClientLimits, checkListenerLimits, defaultClientLimits, type ClientLimits, type LimitPolicy, type ListenerLimits } from './client-limits.js';
+import { ListenerGate } from './listener-gate.js';
+import type { ClientIdentity } from './auth.js';
 import { LocalRouter } from './local-router.js';
 import { silentLog, type BrokerLog } from './log.js';
 import { MessageIdFactory, type Message } from './message.js';
@@ -13,7 +15,6 @@ import type { RetainedStore } from './ports/retained-store.js';
 import type { SessionOwnership } from './ports/session-ownership.js';
 import type { SessionStore } from './ports/session-store.js';
 import { SessionRegistry } from './session-registry.js';
-import { TokenBucket } from './token-bucket.js';
 import type { WillMessage } from './session-snapshot.js';
 
 export interface BrokerPorts {
@@ -36,6 +37,10 @@ export interface BrokerConfig {
   readonly authorizer?: Authorizer;
   /** Policy limits for every client; default none (defaultClientLimits). */
   readonly limits?: Partial<ClientLimits>;
+  /** Limits per client picked at CONNECT (listener, user, group); default `limits` for all. */
+  readonly policy?: LimitPolicy;
+  /** Connection limits by listener name. */
+  readonly listenerLimits?: Readonly<Record<string, ListenerLimits>>;
   /** The client certificate's subject attribute (`CN`) that becomes the username; default none. */
   readonly usernameFromCertificate?: string;
   readonly log?: BrokerLog;
@@ -61,9 +66,10 @@ export class Broker implements ChannelContext {
     messagesOut: 0,
     dropped: { queueFull: 0, expired: 0, tooLarge: 0, publishFailed: 0, slowConsumer: 0 },
     protocolErrors: 0,
-    auth: { accepted: 0, refused: 0 },
+    auth: { accepted: 0, refused: 0, expired: 0 },
     authz: { publishDenied: 0, subscribeDenied: 0, readDenied: 0, willDenied: 0 },
-    limits: { publishRate: 0, maxQoS: 0, retain: 0, payloadSize: 0 },
+    limits: { publishRate: 0, maxQoS: 0, retain: 0, payloadSize: 0, packetSize: 0, inflight: 0, queueLength: 0, connections: 0, connectionRate: 0 },
+    connectionsRefused: {},
   };
   private readonly ids: MessageIdFactory;
   private readonly bus: MessageBus;
@@ -72,15 +78,23 @@ export class Broker implements ChannelContext {
   constructor(config: BrokerConfig) {
     this.nodeId = config.nodeId;
     this.options = { ...defaultBrokerOptions, ...config.options };
+  private readonly policy: LimitPolicy | undefined;
+  /** Connection limits by listener name (only listeners that have some). */
+  private readonly gates = new Map<string, ListenerGate>();
+  /** The gate each admitted channel counts against, until it is released. */
+  private readonly admitted = new Map<Channel, ListenerGate>();
     this.log = config.log ?? silentLog;
     this.authenticator = config.authenticator ?? allowAll;
     this.authorizer = config.authorizer ?? allowAllTopics;
     this.limits = { ...defaultClientLimits, ...config.limits };
     this.usernameFromCertificate = config.usernameFromCertificate;
-    const { publishRate, maxPayloadSize } = this.limits;
-    if (publishRate !== undefined) new TokenBucket({ ratePerSecond: publishRate.perSecond, burst: publishRate.burst }); // throws RangeError when unusable
-    if (maxPayloadSize !== undefined && !(Number.isInteger(maxPayloadSize) && maxPayloadSize >= 0)) {
-      throw new RangeError(`limits.maxPayloadSize must be an integer >= 0, got ${maxPayloadSize}`);
+    checkClientLimits(this.limits); // throws RangeError when unusable
+    this.policy = config.policy;
+    for (const [listener, limits] of Object.entries(config.listenerLimits ?? {})) {
+      checkListenerLimits(limits, `listeners.${listener}`);
+      if (limits.maxConnections === undefined && limits.connectionRate === undefined) continue;
+      this.gates.set(listener, new ListenerGate(limits));
+      this.stats.connectionsRefused[listener] = { connections: 0, connectionRate: 0 };
     }
     this.bus = config.ports.bus;
     this.retained = config.ports.retained;
@@ -101,18 +115,45 @@ export class Broker implements ChannelContext {
 
   /** A channel for a new connection; the connection feeds it packets and closes. */
   createChannel(sink: ChannelSink, info: ConnectionInfo): Channel {
-    const channel = new Channel(this, sink, info);
+    const gate = this.gates.get(info.listener);
+    const refusal = gate?.admit();
+    if (refusal !== undefined) {
+      const refused = this.stats.connectionsRefused[info.listener]!;
+      if (refusal === 'connections') {
+        this.stats.limits.connections++;
+        refused.connections++;
+      } else {
+        this.stats.limits.connectionRate++;
+        refused.connectionRate++;
+      }
+    }
+    const channel = new Channel(this, sink, info, refusal);
     this.channels.add(channel);
     return channel;
   }
 
   /** The connection of this channel is gone for good. */
+    if (gate !== undefined && refusal === undefined) this.admitted.set(channel, gate);
   releaseChannel(channel: Channel): void {
     this.channels.delete(channel);
   }
 
   get connectionCount(): number {
     return this.channels.size;
+    const gate = this.admitted.get(channel);
+    if (gate === undefined) return;
+    this.admitted.delete(channel);
+    gate.release();
+  }
+
+  /** A client's limits: the policy's answer, or the node-wide limits. */
+  limitsFor(identity: ClientIdentity | undefined, clientId: string, info: ConnectionInfo): ClientLimits {
+    return this.policy === undefined ? this.limits : this.policy.limitsFor(identity, clientId, info);
+  }
+
+  /** Connections open on a listener with connection limits (undefined: it has none). */
+  openConnections(listener: string): number | undefined {
+    return this.gates.get(listener)?.openConnections;
   }
 
   /**

@@ -33,6 +33,7 @@ import {
   type ClientInfo,
 } from './auth.js';
 import type { ClientLimits } from './client-limits.js';
+import type { ConnectionRefusal } from './listener-gate.js';
 import { seenKey, type Delivery } from './delivery.js';
 import type { BrokerLog } from './log.js';
 import { isExpired, remainingExpirySeconds, type Message, type MessageProperties } from './message.js';
@@ -58,6 +59,8 @@ export interface ChannelSink {
   setProtocolVersion(version: ProtocolVersion): void;
   /** Largest packet the client accepts (MQTT 5 Maximum Packet Size). */
   setMaxOutgoingPacketSize(bytes: number): void;
+  /** Largest packet the client may send from now on (its policy's maxPacketSize, below the node's). */
+  setMaxIncomingPacketSize?(bytes: number): void;
   /** True while the client has more unread output than it may (a slow consumer). */
   readonly congested: boolean;
 }
@@ -71,8 +74,10 @@ export interface ChannelContext {
   readonly authenticator: Authenticator;
   /** Topic permissions per client, built once after CONNECT. */
   readonly authorizer: Authorizer;
-  /** Policy limits applied to every client. */
+  /** Policy limits of clients no policy matches (the node-wide `limits`). */
   readonly limits: ClientLimits;
+  /** The limits of one client, picked once at CONNECT. */
+  limitsFor(identity: ClientIdentity | undefined, clientId: string, info: ConnectionInfo): ClientLimits;
   /**
    * The subject attribute (`CN`, …) of a verified client certificate that replaces the CONNECT
    * username before authentication; undefined: the CONNECT username is used.
@@ -93,8 +98,11 @@ export interface ChannelStats {
   /** Deliveries dropped: queue full, expired, too large for the client, or refused by the bus. */
   dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number; slowConsumer: number };
   protocolErrors: number;
-  /** CONNECTs the authenticator let in or refused (`fleetmq_auth_attempts_total{result}`). */
-  auth: { accepted: number; refused: number };
+  /**
+   * CONNECTs the authenticator let in or refused (`fleetmq_auth_attempts_total{result}`);
+   * `expired`: clients disconnected when their token expired (5.0 DISCONNECT 0xA0).
+   */
+  auth: { accepted: number; refused: number; expired: number };
   /**
    * Authorization refusals: PUBLISH (reserved topics included), SUBSCRIBE filters, deliveries
    * (retained and queued messages included), and wills dropped at CONNECT.
@@ -102,9 +110,29 @@ export interface ChannelStats {
   authz: { publishDenied: number; subscribeDenied: number; readDenied: number; willDenied: number };
   /**
    * Policy limits hit, as `fleetmq_limit_hits_total{limit=…}`: publishRate "publish_rate",
-   * maxQoS "max_qos" (refused or downgraded), retain "retain" (stripped), payloadSize "payload_size".
+   * maxQoS "max_qos" (refused or downgraded), retain "retain" (stripped), payloadSize
+   * "payload_size", packetSize "packet_size" (0x95), inflight "inflight" (a delivery waits for
+   * a slot, or a QoS 2 PUBLISH over the Receive Maximum: 0x93), queueLength "queue_length"
+   * (dropped by the queue's policy), connections "connections" and connectionRate
+   * "connection_rate" (a listener refused a connection).
    */
-  limits: { publishRate: number; maxQoS: number; retain: number; payloadSize: number };
+  limits: {
+    publishRate: number;
+    maxQoS: number;
+    retain: number;
+    payloadSize: number;
+    packetSize: number;
+    inflight: number;
+    queueLength: number;
+    connections: number;
+    connectionRate: number;
+  };
+  /**
+   * Connections a listener refused, by listener name, as
+   * `fleetmq_connections_refused_total{listener, reason="connections"|"connection_rate"}`.
+   * One entry per listener that has connection limits.
+   */
+  connectionsRefused: Record<string, { connections: number; connectionRate: number }>;
 }
 
 /** The verified TLS client certificate of a connection (mutual TLS). */
@@ -146,6 +174,8 @@ const NEVER = ProtocolLimits.sessionExpiryNever;
 const denyAll: ClientAuthorization = { check: () => false };
 
 /** Refusals of one message that PUBACK/PUBREC can carry (MQTT 5 section 3.4.2.1). */
+/** Longest timer Node.js accepts; a later credential expiry re-arms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const PUBACK_REFUSALS: ReadonlySet<number> = new Set([
   ReasonCode.ImplementationSpecificError,
   ReasonCode.NotAuthorized,
@@ -166,7 +196,8 @@ export class Channel implements LiveChannel {
   session: Session | undefined;
   readonly online = true;
 
-  private log: BrokerLog;
+  /** The client's child logger, made on first use (one per idle connection costs memory). */
+  private logger: BrokerLog | undefined;
   /** Client's Receive Maximum: most outgoing QoS 1/2 messages unacknowledged at once. */
   private sendQuota = 65535;
   private clientTopicAliasMax = 0;
@@ -191,7 +222,9 @@ export class Channel implements LiveChannel {
     private readonly sink: ChannelSink,
     readonly info: ConnectionInfo,
   ) {
-    this.log = ctx.log;
+    this.limits = ctx.limits;
+    this.maxQoS = ctx.options.maximumQoS;
+    this.receiveMaximum = ctx.options.receiveMaximum;
   }
 
   // ------------------------------------------------------------------ intake
@@ -208,6 +241,8 @@ export class Channel implements LiveChannel {
     }
     switch (packet.cmd) {
       case 'publish':
+    /** Set when the listener refused this connection: its CONNECT is answered with the refusal. */
+    private readonly refusal?: ConnectionRefusal,
         return this.handlePublish(packet);
       case 'puback':
         return this.handlePuback(packet.messageId ?? -1);
@@ -252,11 +287,12 @@ export class Channel implements LiveChannel {
   // ---------------------------------------------------------------- connect
 
   private async handleConnect(packet: IConnectPacket): Promise<void> {
-    const { options, limits, stats } = this.ctx;
+    const { options, stats } = this.ctx;
     const version = (packet.protocolVersion ?? 4) as ProtocolVersion;
     this.protocolVersion = version;
     this.sink.setProtocolVersion(version);
     const v5 = version === 5;
+    this.clearCredentialTimer();
 
     // [MQTT-3.1.2-1, MQTT-3.1.2-2] protocol name and level go together
     if ((packet.protocolId === 'MQIsdp') !== (version === 3)) {
@@ -277,6 +313,15 @@ export class Channel implements LiveChannel {
     }
     if (clientId === '') {
       // [MQTT-3.1.3-7, MQTT-3.1.3-8] v3.1.1 needs clean session for an empty ID; 3.1 needs an ID
+    if (this.refusal !== undefined) {
+      // the listener is full or connections come too fast: answered, never just dropped
+      return this.refuseConnect(
+        this.refusal === 'connections' ? ReasonCode.QuotaExceeded : ReasonCode.ConnectionRateExceeded,
+        this.refusal === 'connections' ? 'listener connection limit reached' : 'connection rate exceeded',
+        ConnackReturnCode.ServerUnavailable,
+      );
+    }
+
       if (version === 3 || (version === 4 && packet.clean === false)) {
         return this.refuseConnect(ReasonCode.ClientIdentifierNotValid, 'empty client identifier needs clean session');
       }
@@ -284,19 +329,45 @@ export class Channel implements LiveChannel {
       assigned = true;
     }
     this.clientId = clientId;
-    this.log = this.ctx.log.child({ clientId });
+    this.logger = undefined; // the next line logged names the client
+
+    if (packet.will !== undefined) {
+      if (!isValidTopicName(packet.will.topic)) return this.refuseConnect(ReasonCode.TopicNameInvalid, 'will topic invalid');
+      if (packet.will.retain === true && !options.retainAvailable) {
+        return this.refuseConnect(ReasonCode.RetainNotSupported, 'retain not supported');
+      }
+    }
+
+    const client = this.clientInfo(packet);
+    if (client === undefined) {
+      stats.auth.refused++;
+      return this.refuseConnect(ReasonCode.NotAuthorized, 'client certificate has no username');
+    }
+    const auth = await this.ctx.authenticator.authenticate(client);
+    if (this.state !== 'connecting') return; // the transport closed meanwhile
+    if (!auth.ok) {
+      stats.auth.refused++;
+      this.ctx.log.info({ clientId, remoteAddress: this.info.remoteAddress, reason: auth.reason }, 'client_auth_failed');
+      // the reason word stays in the log: it could tell a guesser which usernames exist
+      return this.refuseConnect(auth.reasonCode ?? ReasonCode.NotAuthorized, 'not authorized');
+    }
+    stats.auth.accepted++;
+    this.username = client.username;
+    this.identity = auth.identity;
+    // the client's limits, once: nothing is looked up per message
+    const limits = (this.limits = this.ctx.limitsFor(auth.identity, clientId, this.info));
+    this.maxQoS = Math.min(options.maximumQoS, limits.maximumQoS) as QoS;
+    if (limits.maxInflight !== undefined) this.receiveMaximum = Math.min(options.receiveMaximum, limits.maxInflight);
+    const maxPacketSize = limits.maxPacketSize !== undefined && limits.maxPacketSize < options.maxPacketSize ? limits.maxPacketSize : options.maxPacketSize;
+    if (maxPacketSize < options.maxPacketSize) this.sink.setMaxIncomingPacketSize?.(maxPacketSize);
 
     let will: WillMessage | undefined;
     if (packet.will !== undefined) {
       const w = packet.will;
-      if (!isValidTopicName(w.topic)) return this.refuseConnect(ReasonCode.TopicNameInvalid, 'will topic invalid');
       const willQos = (w.qos ?? 0) as QoS;
-      if (willQos > options.maximumQoS) {
+      if (willQos > this.maxQoS) {
         stats.limits.maxQoS++;
         return this.refuseConnect(ReasonCode.QoSNotSupported, 'will QoS not supported');
-      }
-      if (w.retain === true && !options.retainAvailable) {
-        return this.refuseConnect(ReasonCode.RetainNotSupported, 'retain not supported');
       }
       const payload = toBuffer(w.payload);
       if (limits.maxPayloadSize !== undefined && payload.length > limits.maxPayloadSize) {
@@ -321,22 +392,6 @@ export class Channel implements LiveChannel {
       };
     }
 
-    const client = this.clientInfo(packet);
-    if (client === undefined) {
-      stats.auth.refused++;
-      return this.refuseConnect(ReasonCode.NotAuthorized, 'client certificate has no username');
-    }
-    const auth = await this.ctx.authenticator.authenticate(client);
-    if (this.state !== 'connecting') return; // the transport closed meanwhile
-    if (!auth.ok) {
-      stats.auth.refused++;
-      this.ctx.log.info({ clientId, remoteAddress: this.info.remoteAddress, reason: auth.reason }, 'client_auth_failed');
-      // the reason word stays in the log: it could tell a guesser which usernames exist
-      return this.refuseConnect(auth.reasonCode ?? ReasonCode.NotAuthorized, 'not authorized');
-    }
-    stats.auth.accepted++;
-    this.username = client.username;
-    this.identity = auth.identity;
     this.authz = cachedAuthorization(this.ctx.authorizer.forClient(auth.identity, clientId, this.info));
     if (limits.publishRate !== undefined) {
       this.publishBucket = new TokenBucket({ ratePerSecond: limits.publishRate.perSecond, burst: limits.publishRate.burst });
@@ -357,7 +412,7 @@ export class Channel implements LiveChannel {
     this.connectExpiry = requestedExpiry;
     const cleanStart = packet.clean !== false;
 
-    this.sendQuota = props.receiveMaximum ?? 65535;
+    this.sendQuota = Math.min(props.receiveMaximum ?? 65535, limits.maxInflight ?? 65535);
     this.clientTopicAliasMax = v5 ? (props.topicAliasMaximum ?? 0) : 0;
     this.requestProblemInfo = props.requestProblemInformation !== false;
     if (props.maximumPacketSize !== undefined) this.sink.setMaxOutgoingPacketSize(props.maximumPacketSize);
@@ -396,15 +451,20 @@ export class Channel implements LiveChannel {
     const connackProps: NonNullable<Extract<Packet, { cmd: 'connack' }>['properties']> = {};
     if (v5) {
       if (expiry !== requestedExpiry) connackProps.sessionExpiryInterval = expiry;
-      if (options.receiveMaximum < 65535) connackProps.receiveMaximum = options.receiveMaximum;
-      if (options.maximumQoS < 2) connackProps.maximumQoS = options.maximumQoS;
+      if (this.receiveMaximum < 65535) connackProps.receiveMaximum = this.receiveMaximum;
+      if (this.maxQoS < 2) connackProps.maximumQoS = this.maxQoS;
       if (!options.retainAvailable) connackProps.retainAvailable = false;
-      connackProps.maximumPacketSize = options.maxPacketSize;
+      connackProps.maximumPacketSize = maxPacketSize;
       if (assigned) connackProps.assignedClientIdentifier = clientId;
       if (options.topicAliasMaximum > 0) connackProps.topicAliasMaximum = options.topicAliasMaximum;
       if (!options.wildcardSubscriptionAvailable) connackProps.wildcardSubscriptionAvailable = false;
       if (!options.subscriptionIdentifierAvailable) connackProps.subscriptionIdentifiersAvailable = false;
       if (!options.sharedSubscriptionAvailable) connackProps.sharedSubscriptionAvailable = false;
+    if (limits.maxQueued !== undefined && limits.maxQueued !== session.queue.limit) {
+      const dropped = session.queue.resize(limits.maxQueued);
+      stats.dropped.queueFull += dropped;
+      stats.limits.queueLength += dropped;
+    }
       if (serverKeepAlive) connackProps.serverKeepAlive = keepAlive;
       if (willRefused) connackProps.reasonString = 'will topic not authorized: the will will not be published';
     }
@@ -438,6 +498,7 @@ export class Channel implements LiveChannel {
       ...(this.info.clientCertificate !== undefined ? { clientCertificate: this.info.clientCertificate } : {}),
     };
     const field = this.ctx.usernameFromCertificate;
+    if (auth.identity?.expiresAt !== undefined) this.armCredentialTimer(auth.identity.expiresAt);
     const certificate = this.info.clientCertificate;
     if (field === undefined || certificate === undefined) return { ...base, username: packet.username };
     const name = certificate.subject[field];
@@ -497,7 +558,8 @@ export class Channel implements LiveChannel {
   // ---------------------------------------------------------------- publish in
 
   private handlePublish(packet: IPublishPacket): void | Promise<void> {
-    const { options, limits, stats } = this.ctx;
+    const { options, stats } = this.ctx;
+    const limits = this.limits;
     const session = this.session!;
     const v5 = this.protocolVersion === 5;
     let topic = packet.topic;
@@ -532,7 +594,7 @@ export class Channel implements LiveChannel {
       return this.closeWith(ReasonCode.TopicNameInvalid, 'topic name invalid', true);
     }
     const qos = packet.qos;
-    if (qos > options.maximumQoS) {
+    if (qos > this.maxQoS) {
       // above the Maximum QoS the CONNACK advertised (3.2.2.3.4)
       stats.limits.maxQoS++;
       return this.closeWith(ReasonCode.QoSNotSupported, 'QoS not supported', true);
@@ -555,7 +617,7 @@ export class Channel implements LiveChannel {
         this.sink.send({ cmd: 'pubrec', messageId: packetId });
         return;
       }
-      if (session.awaitingRel.size >= options.receiveMaximum) {
+      if (session.awaitingRel.size >= this.receiveMaximum) {
         // [MQTT-3.3.4-9] more unacknowledged QoS 2 publishes than our Receive Maximum
         return this.closeWith(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded', true);
       }
@@ -605,6 +667,7 @@ export class Channel implements LiveChannel {
         } else {
           session.awaitingRel.add(packetId);
           this.sink.send({ cmd: 'pubrec', messageId: packetId });
+        stats.limits.inflight++;
         }
       },
       (err: unknown) => this.refusePublish(err, qos, packetId, topic),
@@ -709,7 +772,9 @@ export class Channel implements LiveChannel {
       return;
     }
     if (session.queue.length > 0 || session.inflight.size >= this.sendQuota) {
-      if (session.queue.push({ message, ...delivery }) !== undefined) this.ctx.stats.dropped.queueFull++;
+      // waits for an inflight slot
+      this.ctx.stats.limits.inflight++;
+      if (session.queue.push({ message, ...delivery }) !== undefined) this.queueDropped();
       return;
     }
     this.sendInflight(message, delivery.qos, delivery.retain, delivery.subscriptionIds);
@@ -763,6 +828,12 @@ export class Channel implements LiveChannel {
     if (properties !== undefined) packet.properties = properties;
     if (!this.sink.send(packet)) {
       // [MQTT-3.1.2-25] larger than the client's Maximum Packet Size: discarded as if sent
+  /** The session's queue dropped a message by its policy (`queue_length` limit). */
+  private queueDropped(): void {
+    this.ctx.stats.dropped.queueFull++;
+    this.ctx.stats.limits.queueLength++;
+  }
+
       this.ctx.stats.dropped.tooLarge++;
       if (topic === '' || properties?.topicAlias === undefined) return false;
       this.aliasesOut?.delete(message.topic);
@@ -889,8 +960,8 @@ export class Channel implements LiveChannel {
         granted.push(v5 ? ReasonCode.NotAuthorized : 0x80);
         continue;
       }
-      if (sub.qos > options.maximumQoS) this.ctx.stats.limits.maxQoS++; // granted at the maximum
-      const qos = Math.min(sub.qos, options.maximumQoS) as QoS;
+      if (sub.qos > this.maxQoS) this.ctx.stats.limits.maxQoS++; // granted at the maximum
+      const qos = Math.min(sub.qos, this.maxQoS) as QoS;
       const subOptions: SubscriptionOptions = {
         qos,
         noLocal: v5 && sub.nl === true,
@@ -939,9 +1010,8 @@ export class Channel implements LiveChannel {
     if (qos === 0) {
       this.sendPublish(message, 0, true, subscriptionIds, undefined, false);
     } else if (session.queue.length > 0 || session.inflight.size >= this.sendQuota) {
-      if (session.queue.push({ message, qos, retain: true, subscriptionIds }) !== undefined) {
-        this.ctx.stats.dropped.queueFull++;
-      }
+      this.ctx.stats.limits.inflight++;
+      if (session.queue.push({ message, qos, retain: true, subscriptionIds }) !== undefined) this.queueDropped();
     } else {
       this.sendInflight(message, qos, true, subscriptionIds);
     }
@@ -1053,6 +1123,11 @@ function applicationProperties(p: {
   if (p.userProperties !== undefined) {
     out.userProperties = p.userProperties;
     any = true;
+    this.clearCredentialTimer();
   }
   return any ? out : undefined;
 }
+  private get log(): BrokerLog {
+    return (this.logger ??= this.clientId === '' ? this.ctx.log : this.ctx.log.child({ clientId: this.clientId }));
+  }
+

@@ -89,6 +89,7 @@ class DetachedSession implements Subscriber {
     /** The ownership epoch under which this node holds it: its writes and deletes are fenced by it. */
     readonly epoch: number,
     private readonly queue: OfflineQueue,
+    private readonly fanout: OfflineFanout,
     private readonly stats: RegistryStats,
     private readonly log: BrokerLog,
   ) {}
@@ -102,7 +103,32 @@ class DetachedSession implements Subscriber {
       this.stats.offlineDropped++;
       return;
     }
-    this.append([message]);
+    this.fanout.add(this, message);
+  }
+
+  /**
+   * Appends one message to the queues of many sessions in one call (`appendMany`), after
+   * what each of them appended before and before what each appends next.
+   */
+  static appendShared(sessions: readonly DetachedSession[], message: Message): void {
+    const { queue, stats, log } = sessions[0]!;
+    stats.offlineQueued += sessions.length;
+    const write = Promise.all(sessions.map((s) => s.pending)).then(() =>
+      queue.appendMany(
+        sessions.map((s) => s.clientId),
+        message,
+      ).then(
+        (r) => {
+          stats.offlineDropped += r.dropped;
+          stats.offlineQueueFull += r.dropped;
+        },
+        (err: unknown) => log.error({ clientIds: sessions.length, messageId: message.id, err }, 'offline_append_failed'),
+      ),
+    );
+    for (const s of sessions) {
+      s.pending = write;
+      s.waiting = undefined; // what comes next goes in a new call, after this one
+    }
   }
 
   /**
@@ -119,7 +145,7 @@ class DetachedSession implements Subscriber {
     const batch = [...messages];
     this.waiting = batch;
     this.pending = this.pending.then(() => {
-      this.waiting = undefined;
+      if (this.waiting === batch) this.waiting = undefined;
       return this.queue.append(this.clientId, batch).then(
         (r) => {
           this.stats.offlineDropped += r.dropped;
@@ -130,8 +156,9 @@ class DetachedSession implements Subscriber {
     });
   }
 
-  /** Resolves once every append started so far has finished. */
+  /** Resolves once every append started so far (and every delivery so far) has finished. */
   flush(): Promise<void> {
+    this.fanout.flush();
     return this.pending;
   }
 
@@ -140,6 +167,39 @@ class DetachedSession implements Subscriber {
     if (this.willTimer !== undefined) clearTimeout(this.willTimer);
     this.expiryTimer = undefined;
     this.willTimer = undefined;
+  }
+}
+
+/**
+ * Coalesces what one message owes several detached sessions (a command broadcast to a fleet
+ * that is offline) into one `OfflineQueue.appendMany` call, instead of an append per session.
+ * The router hands a message to all its subscribers in one synchronous run, so what arrives
+ * before the next microtask is grouped by message; each session's order is kept.
+ */
+class OfflineFanout {
+  private groups = new Map<Message, DetachedSession[]>();
+  private scheduled = false;
+
+  add(session: DetachedSession, message: Message): void {
+    const group = this.groups.get(message);
+    if (group === undefined) this.groups.set(message, [session]);
+    else group.push(session);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Starts the appends of what was grouped so far, in arrival order. */
+  flush(): void {
+    this.scheduled = false;
+    if (this.groups.size === 0) return;
+    const groups = this.groups;
+    this.groups = new Map();
+    for (const [message, sessions] of groups) {
+      if (sessions.length === 1) sessions[0]!.append([message]);
+      else DetachedSession.appendShared(sessions, message);
+    }
   }
 }
 
@@ -222,6 +282,7 @@ export class SessionRegistry {
   private readonly detached = new Map<string, DetachedSession>();
   private readonly handovers = new Map<string, HandoverSubscriber>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly fanout = new OfflineFanout();
   readonly stats: RegistryStats = {
     takeovers: 0,
     sessionsExpired: 0,
@@ -499,7 +560,7 @@ export class SessionRegistry {
    */
   private keepDetached(session: Session, since: number, epoch: number): DetachedSession {
     const { clientId } = session;
-    const detached = new DetachedSession(session, since, epoch, this.deps.offlineQueue, this.stats, this.deps.log);
+    const detached = new DetachedSession(session, since, epoch, this.deps.offlineQueue, this.fanout, this.stats, this.deps.log);
     this.deps.router.attach(detached);
     this.detached.set(clientId, detached);
     const elapsed = Math.max(0, Date.now() - since);
@@ -679,7 +740,9 @@ export class SessionRegistry {
         if (left?.will !== undefined) this.fireWill(clientId, left.will);
         if (stored !== null) await offlineQueue.clear(clientId);
         await this.release(clientId, claim.epoch);
-        return left?.will !== undefined;
+        if (left?.will === undefined) return false;
+        log.info({ clientId, from: deadNode, ended: true }, 'session_adopted_from_dead_node');
+        return true;
       }
       const session = Session.fromSnapshot(stored.snapshot, limits);
       const since = stored.snapshot.disconnectedAt ?? diedAt;
