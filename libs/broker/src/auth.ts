@@ -77,6 +77,8 @@ export type AuthzAction = 'publish' | 'subscribe' | 'read';
 /** One client's permissions, built once after CONNECT and asked per packet: keep `check` cheap. */
 export interface ClientAuthorization {
   check(action: AuthzAction, topic: string): boolean;
+  /** It caches its own answers (and forgets them when its rules are reloaded): not wrapped again. */
+  readonly cached?: boolean;
 }
 
 /**
@@ -113,9 +115,10 @@ export const AUTHZ_CACHE_SIZE = 64;
  * the oldest answer is forgotten. The allow-all authorization is returned as it is.
  */
 export function cachedAuthorization(inner: ClientAuthorization, size = AUTHZ_CACHE_SIZE): ClientAuthorization {
-  if (inner === allowEverything) return inner;
+  if (inner === allowEverything || inner.cached === true) return inner;
   const caches: Record<AuthzAction, Map<string, boolean> | undefined> = { publish: undefined, subscribe: undefined, read: undefined };
   return {
+    cached: true,
     check(action, topic) {
       let cache = caches[action];
       if (cache === undefined) cache = caches[action] = new Map();

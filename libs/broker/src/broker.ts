@@ -74,15 +74,15 @@ export class Broker implements ChannelContext {
   private readonly ids: MessageIdFactory;
   private readonly bus: MessageBus;
   private readonly channels = new Set<Channel>();
-
-  constructor(config: BrokerConfig) {
-    this.nodeId = config.nodeId;
-    this.options = { ...defaultBrokerOptions, ...config.options };
   private readonly policy: LimitPolicy | undefined;
   /** Connection limits by listener name (only listeners that have some). */
   private readonly gates = new Map<string, ListenerGate>();
   /** The gate each admitted channel counts against, until it is released. */
   private readonly admitted = new Map<Channel, ListenerGate>();
+
+  constructor(config: BrokerConfig) {
+    this.nodeId = config.nodeId;
+    this.options = { ...defaultBrokerOptions, ...config.options };
     this.log = config.log ?? silentLog;
     this.authenticator = config.authenticator ?? allowAll;
     this.authorizer = config.authorizer ?? allowAllTopics;
@@ -129,17 +129,13 @@ export class Broker implements ChannelContext {
     }
     const channel = new Channel(this, sink, info, refusal);
     this.channels.add(channel);
+    if (gate !== undefined && refusal === undefined) this.admitted.set(channel, gate);
     return channel;
   }
 
   /** The connection of this channel is gone for good. */
-    if (gate !== undefined && refusal === undefined) this.admitted.set(channel, gate);
   releaseChannel(channel: Channel): void {
     this.channels.delete(channel);
-  }
-
-  get connectionCount(): number {
-    return this.channels.size;
     const gate = this.admitted.get(channel);
     if (gate === undefined) return;
     this.admitted.delete(channel);
@@ -154,6 +150,10 @@ export class Broker implements ChannelContext {
   /** Connections open on a listener with connection limits (undefined: it has none). */
   openConnections(listener: string): number | undefined {
     return this.gates.get(listener)?.openConnections;
+  }
+
+  get connectionCount(): number {
+    return this.channels.size;
   }
 
   /**

@@ -169,13 +169,13 @@ export interface ConnectionInfo {
 }
 
 const NEVER = ProtocolLimits.sessionExpiryNever;
+/** Longest timer Node.js accepts; a later credential expiry re-arms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Until authentication built the real one: nothing is allowed. */
 const denyAll: ClientAuthorization = { check: () => false };
 
 /** Refusals of one message that PUBACK/PUBREC can carry (MQTT 5 section 3.4.2.1). */
-/** Longest timer Node.js accepts; a later credential expiry re-arms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const PUBACK_REFUSALS: ReadonlySet<number> = new Set([
   ReasonCode.ImplementationSpecificError,
   ReasonCode.NotAuthorized,
@@ -196,8 +196,7 @@ export class Channel implements LiveChannel {
   session: Session | undefined;
   readonly online = true;
 
-  /** The client's child logger, made on first use (one per idle connection costs memory). */
-  private logger: BrokerLog | undefined;
+  private log: BrokerLog;
   /** Client's Receive Maximum: most outgoing QoS 1/2 messages unacknowledged at once. */
   private sendQuota = 65535;
   private clientTopicAliasMax = 0;
@@ -216,12 +215,23 @@ export class Channel implements LiveChannel {
   private authz: ClientAuthorization = denyAll;
   /** The client's publish rate (`limits.publishRate`), one bucket per connection. */
   private publishBucket: TokenBucket | undefined;
+  /** This client's policy limits, picked once authentication said who it is. */
+  private limits: ClientLimits;
+  /** The lower of the node's and the client's maximum QoS (advertised in CONNACK). */
+  private maxQoS: QoS;
+  /** Incoming QoS 2 messages awaiting PUBREL at most (advertised Receive Maximum). */
+  private receiveMaximum: number;
+  /** Disconnects the client when the token it logged in with expires. */
+  private credentialTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ctx: ChannelContext,
     private readonly sink: ChannelSink,
     readonly info: ConnectionInfo,
+    /** Set when the listener refused this connection: its CONNECT is answered with the refusal. */
+    private readonly refusal?: ConnectionRefusal,
   ) {
+    this.log = ctx.log;
     this.limits = ctx.limits;
     this.maxQoS = ctx.options.maximumQoS;
     this.receiveMaximum = ctx.options.receiveMaximum;
@@ -241,8 +251,6 @@ export class Channel implements LiveChannel {
     }
     switch (packet.cmd) {
       case 'publish':
-    /** Set when the listener refused this connection: its CONNECT is answered with the refusal. */
-    private readonly refusal?: ConnectionRefusal,
         return this.handlePublish(packet);
       case 'puback':
         return this.handlePuback(packet.messageId ?? -1);
@@ -274,6 +282,7 @@ export class Channel implements LiveChannel {
 
   /** The transport closed (by the client, an error, keep alive, or us). */
   handleClosed(reason: string): void {
+    this.clearCredentialTimer();
     if (this.state === 'disconnected') return;
     const wasConnected = this.state === 'connected';
     this.state = 'disconnected';
@@ -292,7 +301,15 @@ export class Channel implements LiveChannel {
     this.protocolVersion = version;
     this.sink.setProtocolVersion(version);
     const v5 = version === 5;
-    this.clearCredentialTimer();
+
+    if (this.refusal !== undefined) {
+      // the listener is full or connections come too fast: answered, never just dropped
+      return this.refuseConnect(
+        this.refusal === 'connections' ? ReasonCode.QuotaExceeded : ReasonCode.ConnectionRateExceeded,
+        this.refusal === 'connections' ? 'listener connection limit reached' : 'connection rate exceeded',
+        ConnackReturnCode.ServerUnavailable,
+      );
+    }
 
     // [MQTT-3.1.2-1, MQTT-3.1.2-2] protocol name and level go together
     if ((packet.protocolId === 'MQIsdp') !== (version === 3)) {
@@ -313,15 +330,6 @@ export class Channel implements LiveChannel {
     }
     if (clientId === '') {
       // [MQTT-3.1.3-7, MQTT-3.1.3-8] v3.1.1 needs clean session for an empty ID; 3.1 needs an ID
-    if (this.refusal !== undefined) {
-      // the listener is full or connections come too fast: answered, never just dropped
-      return this.refuseConnect(
-        this.refusal === 'connections' ? ReasonCode.QuotaExceeded : ReasonCode.ConnectionRateExceeded,
-        this.refusal === 'connections' ? 'listener connection limit reached' : 'connection rate exceeded',
-        ConnackReturnCode.ServerUnavailable,
-      );
-    }
-
       if (version === 3 || (version === 4 && packet.clean === false)) {
         return this.refuseConnect(ReasonCode.ClientIdentifierNotValid, 'empty client identifier needs clean session');
       }
@@ -329,7 +337,7 @@ export class Channel implements LiveChannel {
       assigned = true;
     }
     this.clientId = clientId;
-    this.logger = undefined; // the next line logged names the client
+    this.log = this.ctx.log.child({ clientId });
 
     if (packet.will !== undefined) {
       if (!isValidTopicName(packet.will.topic)) return this.refuseConnect(ReasonCode.TopicNameInvalid, 'will topic invalid');
@@ -441,6 +449,11 @@ export class Channel implements LiveChannel {
     }
     const session = opened.session;
     this.session = session;
+    if (limits.maxQueued !== undefined && limits.maxQueued !== session.queue.limit) {
+      const dropped = session.queue.resize(limits.maxQueued);
+      stats.dropped.queueFull += dropped;
+      stats.limits.queueLength += dropped;
+    }
     if (this.state !== 'connecting') {
       // the transport closed while the session was opened: hand it straight back
       this.state = 'connected';
@@ -460,11 +473,6 @@ export class Channel implements LiveChannel {
       if (!options.wildcardSubscriptionAvailable) connackProps.wildcardSubscriptionAvailable = false;
       if (!options.subscriptionIdentifierAvailable) connackProps.subscriptionIdentifiersAvailable = false;
       if (!options.sharedSubscriptionAvailable) connackProps.sharedSubscriptionAvailable = false;
-    if (limits.maxQueued !== undefined && limits.maxQueued !== session.queue.limit) {
-      const dropped = session.queue.resize(limits.maxQueued);
-      stats.dropped.queueFull += dropped;
-      stats.limits.queueLength += dropped;
-    }
       if (serverKeepAlive) connackProps.serverKeepAlive = keepAlive;
       if (willRefused) connackProps.reasonString = 'will topic not authorized: the will will not be published';
     }
@@ -479,6 +487,7 @@ export class Channel implements LiveChannel {
     this.ctx.router.attach(this);
     this.resendInflight();
     this.pump();
+    if (auth.identity?.expiresAt !== undefined) this.armCredentialTimer(auth.identity.expiresAt);
   }
 
   /**
@@ -498,7 +507,6 @@ export class Channel implements LiveChannel {
       ...(this.info.clientCertificate !== undefined ? { clientCertificate: this.info.clientCertificate } : {}),
     };
     const field = this.ctx.usernameFromCertificate;
-    if (auth.identity?.expiresAt !== undefined) this.armCredentialTimer(auth.identity.expiresAt);
     const certificate = this.info.clientCertificate;
     if (field === undefined || certificate === undefined) return { ...base, username: packet.username };
     const name = certificate.subject[field];
@@ -553,6 +561,30 @@ export class Channel implements LiveChannel {
   /** Closes the connection from the server side (node shutdown, admin). */
   disconnect(reasonCode: number, reason: string): void {
     this.closeWith(reasonCode, reason, true);
+  }
+
+  /**
+   * One timer per client whose token has an expiry (JWT `exp`, SAS `se`): when it passes the
+   * client goes (5.0 DISCONNECT 0xA0 Maximum connect time; 3.x close). Long expiries re-arm.
+   */
+  private armCredentialTimer(expiresAt: number): void {
+    const ms = expiresAt - Date.now();
+    if (ms <= 0) {
+      this.ctx.stats.auth.expired++;
+      this.closeWith(ReasonCode.MaximumConnectTime, 'credentials expired', true);
+      return;
+    }
+    this.credentialTimer = setTimeout(() => {
+      this.credentialTimer = undefined;
+      this.armCredentialTimer(expiresAt);
+    }, Math.min(ms, MAX_TIMER_MS));
+    this.credentialTimer.unref();
+  }
+
+  private clearCredentialTimer(): void {
+    if (this.credentialTimer === undefined) return;
+    clearTimeout(this.credentialTimer);
+    this.credentialTimer = undefined;
   }
 
   // ---------------------------------------------------------------- publish in
@@ -619,6 +651,7 @@ export class Channel implements LiveChannel {
       }
       if (session.awaitingRel.size >= this.receiveMaximum) {
         // [MQTT-3.3.4-9] more unacknowledged QoS 2 publishes than our Receive Maximum
+        stats.limits.inflight++;
         return this.closeWith(ReasonCode.ReceiveMaximumExceeded, 'receive maximum exceeded', true);
       }
     }
@@ -667,7 +700,6 @@ export class Channel implements LiveChannel {
         } else {
           session.awaitingRel.add(packetId);
           this.sink.send({ cmd: 'pubrec', messageId: packetId });
-        stats.limits.inflight++;
         }
       },
       (err: unknown) => this.refusePublish(err, qos, packetId, topic),
@@ -780,6 +812,12 @@ export class Channel implements LiveChannel {
     this.sendInflight(message, delivery.qos, delivery.retain, delivery.subscriptionIds);
   }
 
+  /** The session's queue dropped a message by its policy (`queue_length` limit). */
+  private queueDropped(): void {
+    this.ctx.stats.dropped.queueFull++;
+    this.ctx.stats.limits.queueLength++;
+  }
+
   private sendInflight(message: Message, qos: 1 | 2, retain: boolean, subscriptionIds: readonly number[] | undefined): void {
     const session = this.session!;
     const packetId = session.allocatePacketId();
@@ -828,12 +866,6 @@ export class Channel implements LiveChannel {
     if (properties !== undefined) packet.properties = properties;
     if (!this.sink.send(packet)) {
       // [MQTT-3.1.2-25] larger than the client's Maximum Packet Size: discarded as if sent
-  /** The session's queue dropped a message by its policy (`queue_length` limit). */
-  private queueDropped(): void {
-    this.ctx.stats.dropped.queueFull++;
-    this.ctx.stats.limits.queueLength++;
-  }
-
       this.ctx.stats.dropped.tooLarge++;
       if (topic === '' || properties?.topicAlias === undefined) return false;
       this.aliasesOut?.delete(message.topic);
@@ -1071,6 +1103,7 @@ export class Channel implements LiveChannel {
   takeover(): { session: Session; will: WillMessage | undefined } {
     const session = this.session!;
     this.takenOver = true;
+    this.clearCredentialTimer();
     const will = session.will;
     session.will = undefined;
     if (this.protocolVersion === 5 && this.state === 'connected') {
@@ -1123,11 +1156,6 @@ function applicationProperties(p: {
   if (p.userProperties !== undefined) {
     out.userProperties = p.userProperties;
     any = true;
-    this.clearCredentialTimer();
   }
   return any ? out : undefined;
 }
-  private get log(): BrokerLog {
-    return (this.logger ??= this.clientId === '' ? this.ctx.log : this.ctx.log.child({ clientId: this.clientId }));
-  }
-

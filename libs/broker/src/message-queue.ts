@@ -12,10 +12,35 @@ export class MessageQueue<T> {
   dropped = 0;
 
   constructor(
-    readonly limit: number,
+    private maxLength: number,
     readonly policy: DropPolicy,
   ) {
-    this.items = new Array<T | undefined>(Math.min(Math.max(limit, 1), 16));
+    this.items = new Array<T | undefined>(Math.min(Math.max(maxLength, 1), 16));
+  }
+
+  /** Most items held; beyond it the drop policy applies. */
+  get limit(): number {
+    return this.maxLength;
+  }
+
+  /**
+   * Changes the limit (a client's policy, set at CONNECT). Items beyond a lower limit are
+   * dropped by the policy (drop-oldest: from the head; drop-newest: from the tail) and
+   * counted; returns how many went.
+   */
+  resize(limit: number): number {
+    this.maxLength = limit;
+    let dropped = 0;
+    while (this.count > limit) {
+      if (this.policy === 'drop-oldest') this.shift();
+      else {
+        this.count--;
+        this.items[(this.head + this.count) % this.items.length] = undefined;
+      }
+      dropped++;
+    }
+    this.dropped += dropped;
+    return dropped;
   }
 
   get length(): number {

@@ -350,7 +350,7 @@ describe('authentication results', () => {
       expect(connack.returnCode).toBe(ConnackReturnCode.BadUserNameOrPassword);
     }
     expect(c.closed).toBe(true);
-    expect(h.broker.stats.auth).toEqual({ accepted: 0, refused: 1 });
+    expect(h.broker.stats.auth).toEqual({ accepted: 0, refused: 1, expired: 0 });
   });
 });
 

@@ -122,3 +122,24 @@ describe('MessageQueue', () => {
     );
   });
 });
+
+describe('MessageQueue.resize', () => {
+  it('a lower limit drops by the policy and counts; a higher one only lets more in', () => {
+    const oldest = new MessageQueue<number>(10, 'drop-oldest');
+    fill(oldest, 1, 7);
+    expect(oldest.resize(4)).toBe(2);
+    expect(oldest.toArray()).toEqual([3, 4, 5, 6]);
+    expect(oldest.dropped).toBe(2);
+    expect(oldest.limit).toBe(4);
+    expect(oldest.push(7)).toBe(3);
+    const newest = new MessageQueue<number>(10, 'drop-newest');
+    fill(newest, 1, 7);
+    expect(newest.resize(4)).toBe(2);
+    expect(newest.toArray()).toEqual([1, 2, 3, 4]);
+    expect(newest.push(5)).toBe(5);
+    expect(newest.resize(6)).toBe(0);
+    fill(newest, 5, 7);
+    expect(newest.toArray()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(newest.shift()).toBe(1);
+  });
+});

@@ -32,7 +32,7 @@ import {
 import { Broker } from '../../src/broker.js';
 import type { Channel, ChannelSink, ConnectionInfo } from '../../src/channel.js';
 import type { Authenticator, Authorizer } from '../../src/auth.js';
-import type { ClientLimits } from '../../src/client-limits.js';
+import type { ClientLimits, LimitPolicy, ListenerLimits } from '../../src/client-limits.js';
 import { defaultBrokerOptions, type BrokerOptions } from '../../src/options.js';
 
 /** The real setImmediate, captured before any test installs fake timers. */
@@ -62,6 +62,8 @@ export class RecordingSink implements ChannelSink {
   keepAlive: number | undefined;
   protocolVersion: ProtocolVersion | undefined;
   maxOutgoingPacketSize = Number.POSITIVE_INFINITY;
+  /** What the channel told the connection to accept at most (a policy's maxPacketSize). */
+  maxIncomingPacketSize: number | undefined;
   /** Called once, after the first close, as the transport's close event would be. */
   onClosed: ((reason: string) => void) | undefined;
 
@@ -111,6 +113,10 @@ export class RecordingSink implements ChannelSink {
 
   setMaxOutgoingPacketSize(bytes: number): void {
     this.maxOutgoingPacketSize = bytes;
+  }
+
+  setMaxIncomingPacketSize(bytes: number): void {
+    this.maxIncomingPacketSize = bytes;
   }
 }
 
@@ -315,6 +321,8 @@ export interface HarnessOptions {
   readonly authenticator?: Authenticator;
   readonly authorizer?: Authorizer;
   readonly limits?: Partial<ClientLimits>;
+  readonly policy?: LimitPolicy;
+  readonly listenerLimits?: Readonly<Record<string, ListenerLimits>>;
   readonly usernameFromCertificate?: string;
   readonly nodeId?: string;
   /** Ports shared with another harness: two nodes of one cluster. */
@@ -355,6 +363,8 @@ export class Harness {
       ...(o.authenticator !== undefined ? { authenticator: o.authenticator } : {}),
       ...(o.authorizer !== undefined ? { authorizer: o.authorizer } : {}),
       ...(o.limits !== undefined ? { limits: o.limits } : {}),
+      ...(o.policy !== undefined ? { policy: o.policy } : {}),
+      ...(o.listenerLimits !== undefined ? { listenerLimits: o.listenerLimits } : {}),
       ...(o.usernameFromCertificate !== undefined ? { usernameFromCertificate: o.usernameFromCertificate } : {}),
     });
   }
