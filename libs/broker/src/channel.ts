@@ -215,6 +215,11 @@ export class Channel implements LiveChannel {
   private authz: ClientAuthorization = denyAll;
   /** The client's publish rate (`limits.publishRate`), one bucket per connection. */
   private publishBucket: TokenBucket | undefined;
+  /**
+   * A Mosquitto bridge (CONNECT protocol level 0x83/0x84, try_private): as Mosquitto does, its
+   * 3.x subscriptions are No Local and Retain As Published, so what it publishes never loops back.
+   */
+  private bridgePeer = false;
   /** This client's policy limits, picked once authentication said who it is. */
   private limits: ClientLimits;
   /** The lower of the node's and the client's maximum QoS (advertised in CONNACK). */
@@ -299,6 +304,7 @@ export class Channel implements LiveChannel {
     const { options, stats } = this.ctx;
     const version = (packet.protocolVersion ?? 4) as ProtocolVersion;
     this.protocolVersion = version;
+    this.bridgePeer = (packet as { bridgeMode?: boolean }).bridgeMode === true; // mqtt-packet reads level | 0x80 into it
     this.sink.setProtocolVersion(version);
     const v5 = version === 5;
 
@@ -996,8 +1002,8 @@ export class Channel implements LiveChannel {
       const qos = Math.min(sub.qos, this.maxQoS) as QoS;
       const subOptions: SubscriptionOptions = {
         qos,
-        noLocal: v5 && sub.nl === true,
-        retainAsPublished: v5 && sub.rap === true,
+        noLocal: (v5 && sub.nl === true) || this.bridgePeer,
+        retainAsPublished: (v5 && sub.rap === true) || this.bridgePeer,
         retainHandling: v5 ? ((sub.rh ?? 0) as 0 | 1 | 2) : 0,
         subscriptionId,
       };

@@ -4,3 +4,4 @@ export * from './packets.js';
 export * from './raw-client.js';
 export * from './pki.js';
 export * from './tcp-proxy.js';
+export * from './mosquitto.js';

@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { ConfigError } from '@fleetmq/protocol';
 import { defaultBrokerOptions } from '@fleetmq/broker';
+import { bridgeSchema, redactBridge } from './bridge-config.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const LISTENER_TYPES = ['tcp', 'ws', 'tls', 'wss'] as const;
@@ -225,6 +226,8 @@ const configSchema = z.strictObject({
     .default({ gracePeriod: 25_000 }),
   /** DynamoDB keeps retained messages (and, later, sessions and queues); absent: in-process. */
   dynamodb: dynamodbSchema.optional(),
+  /** Bridges to other MQTT brokers (Mosquitto `connection` sections); in a cluster each runs on one node. */
+  bridges: z.array(bridgeSchema).default([]),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -420,7 +423,7 @@ function rejectTlsAliases(raw: Record<string, unknown>): void {
 }
 
 /** Keys whose values are secrets: never printed in errors or by check-config. */
-const SECRET_KEYS: ReadonlySet<PropertyKey> = new Set(['secret', 'keys', 'policies']);
+const SECRET_KEYS: ReadonlySet<PropertyKey> = new Set(['secret', 'keys', 'policies', 'password', 'localPassword']);
 
 function holdsSecret(path: readonly PropertyKey[], value: unknown): boolean {
   if (path.some((p) => SECRET_KEYS.has(p))) return true;
@@ -444,7 +447,8 @@ export function redactSecrets(config: EdgeConfig): EdgeConfig {
         }
       : {}),
   };
-  return { ...config, auth };
+  const bridges = config.bridges.map(redactBridge);
+  return { ...config, bridges, auth };
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

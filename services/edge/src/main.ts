@@ -2,6 +2,7 @@ import { Broker, type BrokerLog, type NodeRegistry } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
 import { Connection, TcpListener, TlsListener, WsListener, WssListener, type Listener, type TlsOptions } from '@fleetmq/transport';
 import { closePorts, openNodeRegistry, openPorts, portsReady } from './backends.js';
+import { openBridges, type NodeBridges } from './bridges.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { brokerSecurity } from './security.js';
@@ -9,6 +10,8 @@ import { brokerSecurity } from './security.js';
 export interface RunningNode {
   readonly broker: Broker;
   readonly listeners: readonly Listener[];
+  /** Bridges to other brokers: `stats()` per bridge, `running()` here; undefined with none configured. */
+  readonly bridges: NodeBridges['manager'] | undefined;
   /** Listeners open and every backend reachable (the readiness probe of the ops milestone). */
   ready(): boolean;
   /** Where each listener ended up (port 0 picks a free port). */
@@ -126,6 +129,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     ...security,
   });
   await broker.start();
+  const bridges = openBridges(config, broker, log); // reads the bridges' TLS files
   const connectionOptions = {
     maxPacketSize: mqtt.maxPacketSize,
     outputBufferLimit: mqtt.outputBufferLimit,
@@ -150,11 +154,13 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
   }
   const registry = openNodeRegistry(config, log);
   const stopHeartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log);
+  await bridges?.start();
   log.info({ nodeId: config.nodeId, listeners: started.map((l) => l.name) }, 'node_ready');
 
   let stopping: Promise<void> | undefined;
   return {
     broker,
+    bridges: bridges?.manager,
     listeners: started,
     addresses: () => started.map((l) => ({ name: l.name, ...l.address() })),
     ready: () => stopping === undefined && portsReady(ports),
@@ -165,6 +171,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
         log.info({ nodeId: config.nodeId }, 'node_stopping');
         const closingListeners = Promise.allSettled(started.map((l) => l.close()));
         const drained = (async () => {
+          await bridges?.stop(); // releases their leases: another node takes each over
           const live = registry === undefined ? [] : await registry.liveNodes().catch(() => []);
           const result = await broker.drain(live, ReasonCode.ServerShuttingDown);
           log.info({ nodeId: config.nodeId, ...result }, 'node_drained');

@@ -1,0 +1,288 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, parseConfig, startNode, type RunningNode } from '@fleetmq/edge';
+import { freePort, makePki, startMosquitto, type MosquittoFixture, type TestPki } from '@fleetmq/testkit';
+import { Inbox, connectMqtt, endMqttClients, quietPeriod, waitUntil } from '../support/clients.js';
+
+// Bridges between FleetMQ and Debian's real mosquitto 2.0, both ways: FleetMQ's bridge to a
+// mosquitto (plain TCP and TLS, prefixes, remote restarted mid-test) and mosquitto's own
+// `connection` bridge into FleetMQ (try_private: protocol level 0x84).
+
+const running: { stop(): Promise<void> }[] = [];
+afterEach(async () => {
+  await endMqttClients();
+  for (const r of running.splice(0).reverse()) await r.stop();
+});
+
+let pki: TestPki;
+beforeAll(() => {
+  pki = makePki();
+});
+afterAll(() => pki?.cleanup());
+
+/** An embedded FleetMQ node on a free port with these bridges (and extra config). */
+async function fleetmq(bridges: unknown[], extra: Record<string, unknown> = {}): Promise<{ node: RunningNode; port: number; url: string }> {
+  const config = parseConfig({
+    nodeId: 'bridge-test',
+    listeners: [{ type: 'tcp', name: 'tcp', host: '127.0.0.1', port: 0 }],
+    log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },
+    bridges,
+    ...extra,
+  });
+  const node = await startNode(config, createLogger(config.log.level, process.stderr));
+  running.push(node);
+  const port = node.addresses()[0]!.port;
+  return { node, port, url: `mqtt://127.0.0.1:${port}` };
+}
+
+async function mosquitto(options: Parameters<typeof startMosquitto>[0] = {}): Promise<MosquittoFixture> {
+  const m = await startMosquitto(options);
+  running.push(m);
+  return m;
+}
+
+function bridgeState(node: RunningNode, name: string): string | undefined {
+  return node.bridges?.stats().find((s) => s.name === name)?.state;
+}
+
+/** A FleetMQ bridge config with quick reconnects. */
+function bridge(name: string, port: number, rest: Record<string, unknown>): Record<string, unknown> {
+  return { name, addresses: [`127.0.0.1:${port}`], reconnectDelay: { base: 100, cap: 400 }, ...rest };
+}
+
+describe('FleetMQ bridge to a real mosquitto', () => {
+  for (const protocolVersion of [4, 5] as const) {
+    it(`carries out and in with prefixes over plain TCP (MQTT ${protocolVersion === 5 ? '5.0' : '3.1.1'})`, async () => {
+      const remote = await mosquitto();
+      const { node, url } = await fleetmq([
+        bridge('cloud', remote.port, {
+          protocolVersion,
+          topics: ['sensors/# out 1 site/ edge-1/', { pattern: 'cmd/#', direction: 'in', qos: 1, localPrefix: 'site/', remotePrefix: 'edge-1/' }],
+        }),
+      ]);
+      await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 5000, 'bridge connected');
+      const remoteSub = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'remote-watcher' });
+      await remoteSub.subscribeAsync('edge-1/#', { qos: 1 });
+      const remoteInbox = new Inbox(remoteSub);
+      const localSub = await connectMqtt(url, { clientId: 'local-watcher' });
+      await localSub.subscribeAsync('site/#', { qos: 1 });
+      const localInbox = new Inbox(localSub);
+
+      // out: the local prefix comes off, the remote prefix goes on
+      await localSub.publishAsync('site/sensors/t1', '21.5', { qos: 1 });
+      const [out] = await remoteInbox.wait(1, 5000, (m) => m.topic.startsWith('edge-1/sensors/'));
+      expect([out!.topic, out!.payload, out!.packet.qos]).toEqual(['edge-1/sensors/t1', '21.5', 1]);
+
+      // in: the remote prefix comes off, the local prefix goes on
+      await remoteSub.publishAsync('edge-1/cmd/reboot', 'now', { qos: 1 });
+      const [inbound] = await localInbox.wait(1, 5000, (m) => m.topic.startsWith('site/cmd/'));
+      expect([inbound!.topic, inbound!.payload, inbound!.packet.qos]).toEqual(['site/cmd/reboot', 'now', 1]);
+
+      // what matches no out rule stays here, and what came in does not go back out
+      await localSub.publishAsync('site/other/x', 'stays', { qos: 1 });
+      await quietPeriod(300);
+      expect(remoteInbox.messages.map((m) => m.topic)).toEqual(['edge-1/sensors/t1', 'edge-1/cmd/reboot']);
+      const stats = node.bridges!.stats()[0]!;
+      expect(stats).toMatchObject({ name: 'cloud', state: 'connected', messagesOut: 1, messagesIn: 1, queued: 0, dropped: 0 });
+    });
+  }
+
+  it('does not loop a both rule: No Local on 5.0, the bridge bit (try_private) on 3.1.1', async () => {
+    const remote = await mosquitto();
+    const { node, url } = await fleetmq([
+      bridge('b5', remote.port, { protocolVersion: 5, topics: ['loop5/# both 1'] }),
+      bridge('b4', remote.port, { protocolVersion: 4, topics: ['loop4/# both 1'] }),
+    ]);
+    await waitUntil(() => node.bridges!.stats().every((s) => s.state === 'connected'), 5000, 'bridges connected');
+    // mosquitto logs the bridge bit as a bridge connection
+    expect(remote.output()).toMatch(/New bridge connected from 127\.0\.0\.1:\d+ as b4/);
+    const local = await connectMqtt(url, { clientId: 'loop-watcher' });
+    await local.subscribeAsync(['loop5/#', 'loop4/#'], { qos: 1 });
+    const inbox = new Inbox(local);
+    const remoteClient = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'loop-remote' });
+    await remoteClient.subscribeAsync(['loop5/#', 'loop4/#'], { qos: 1 });
+    const remoteInbox = new Inbox(remoteClient);
+    await local.publishAsync('loop5/a', 'x', { qos: 1 });
+    await local.publishAsync('loop4/a', 'y', { qos: 1 });
+    await remoteInbox.wait(2);
+    await remoteClient.publishAsync('loop5/b', 'z', { qos: 1 });
+    await remoteClient.publishAsync('loop4/b', 'w', { qos: 1 });
+    await inbox.wait(4);
+    await quietPeriod(400);
+    // each message once on each side: nothing came back over the bridge it left by
+    expect(inbox.messages.map((m) => m.topic).sort()).toEqual(['loop4/a', 'loop4/b', 'loop5/a', 'loop5/b']);
+    expect(remoteInbox.messages.map((m) => m.topic).sort()).toEqual(['loop4/a', 'loop4/b', 'loop5/a', 'loop5/b']);
+  });
+
+  it('keeps QoS 1 messages sent while the remote was down, and delivers them when it is back', async () => {
+    const remote = await mosquitto();
+    const { node, url } = await fleetmq([bridge('cloud', remote.port, { cleanSession: false, topics: ['q/# both 1'], maxQueued: 100 })]);
+    await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 5000, 'bridge connected');
+    const local = await connectMqtt(url, { clientId: 'q-pub' });
+    // the remote's subscriber is persistent: it sees what arrives while it is away too
+    const watcher = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'q-watcher', clean: false });
+    await watcher.subscribeAsync('q/#', { qos: 1 });
+    await local.publishAsync('q/before', 'b', { qos: 1 });
+    await new Inbox(watcher).wait(1);
+    await watcher.endAsync();
+
+    await remote.kill();
+    await waitUntil(() => bridgeState(node, 'cloud') !== 'connected', 5000, 'bridge notices');
+    for (let i = 0; i < 20; i++) await local.publishAsync(`q/while-down/${i}`, String(i), { qos: 1 });
+    expect(node.bridges!.stats()[0]!.queued).toBe(20);
+    await remote.restart();
+    await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 8000, 'bridge reconnected');
+    const back = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'q-watcher-2' });
+    const inbox = new Inbox(back);
+    await back.subscribeAsync('q/#', { qos: 1 });
+    await waitUntil(() => node.bridges!.stats()[0]!.queued === 0, 5000, 'queue drained');
+    // mosquitto runs without persistence, so the watcher after the restart sees only new
+    // traffic: publish one more and check the order of everything the bridge sent since
+    await local.publishAsync('q/after', 'a', { qos: 1 });
+    await inbox.wait(1, 5000, (m) => m.topic === 'q/after');
+    // mosquitto forwards before it acknowledges: the count follows the PUBACK
+    await waitUntil(() => node.bridges!.stats()[0]!.messagesOut === 22, 3000, 'every message acknowledged');
+    const stats = node.bridges!.stats()[0]!;
+    expect(stats.dropped).toBe(0);
+    expect(stats.connects).toBe(2);
+  });
+
+  it('drops the oldest queued message when the queue is full, and counts it', async () => {
+    const remote = await mosquitto();
+    const { node, url } = await fleetmq([bridge('small', remote.port, { topics: ['d/# out 1'], maxQueued: 5 })]);
+    await waitUntil(() => bridgeState(node, 'small') === 'connected', 5000, 'bridge connected');
+    await remote.kill();
+    await waitUntil(() => bridgeState(node, 'small') !== 'connected', 5000, 'bridge notices');
+    const local = await connectMqtt(url, { clientId: 'd-pub' });
+    for (let i = 0; i < 8; i++) await local.publishAsync(`d/${i}`, String(i), { qos: 1 });
+    expect(node.bridges!.stats()[0]).toMatchObject({ queued: 5, dropped: 3 });
+    // a persistent watcher on the restarted remote: subscribe before the bridge is back
+    await remote.restart();
+    const watcher = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'd-watcher' });
+    const inbox = new Inbox(watcher);
+    await watcher.subscribeAsync('d/#', { qos: 1 });
+    const got = await inbox.wait(5, 8000);
+    expect(got.map((m) => m.topic)).toEqual(['d/3', 'd/4', 'd/5', 'd/6', 'd/7']);
+  });
+
+  it('publishes its state retained on $SYS/broker/connection/<name>/state, locally and on the remote', async () => {
+    const remote = await mosquitto();
+    const { node, url } = await fleetmq([bridge('notify', remote.port, { topics: ['n/# out 0'] })]);
+    await waitUntil(() => bridgeState(node, 'notify') === 'connected', 5000, 'bridge connected');
+    const local = await connectMqtt(url, { clientId: 'n-local' });
+    const localInbox = new Inbox(local);
+    await local.subscribeAsync('$SYS/broker/connection/notify/state', { qos: 1 });
+    const [up] = await localInbox.wait(1);
+    expect([up!.payload, up!.packet.retain]).toEqual(['1', true]);
+    const remoteClient = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'n-remote' });
+    const remoteInbox = new Inbox(remoteClient);
+    await remoteClient.subscribeAsync('$SYS/broker/connection/notify/state', { qos: 1 });
+    const [remoteUp] = await remoteInbox.wait(1);
+    expect([remoteUp!.payload, remoteUp!.packet.retain]).toEqual(['1', true]);
+    await remote.kill();
+    const [down] = await localInbox.wait(1, 5000, (m) => m.payload === '0');
+    expect(down!.topic).toBe('$SYS/broker/connection/notify/state');
+  });
+
+  it('fails over to the next address, and reaches the remote over TLS with a client certificate', async () => {
+    const tlsPort = await freePort();
+    const remote = await mosquitto({
+      port: tlsPort,
+      listener: (p) => [
+        `listener ${p} 127.0.0.1`,
+        'allow_anonymous true',
+        `cafile ${pki.ca}`,
+        `certfile ${pki.server.cert}`,
+        `keyfile ${pki.server.key}`,
+        'require_certificate true',
+      ],
+    });
+    const dead = await freePort();
+    const { node, url } = await fleetmq([
+      {
+        name: 'secure',
+        addresses: `127.0.0.1:${dead} localhost:${remote.port}`,
+        tls: { caFile: pki.ca, certFile: pki.client.cert, keyFile: pki.client.key },
+        reconnectDelay: { base: 100, cap: 400 },
+        topics: ['tls/# both 1 "" remote/'],
+      },
+    ]);
+    await waitUntil(() => bridgeState(node, 'secure') === 'connected', 8000, 'bridge connected over TLS');
+    expect(node.bridges!.stats()[0]!.address).toBe(`localhost:${remote.port}`);
+    await remote.waitForOutput(/New bridge connected from 127\.0\.0\.1:\d+ as secure/);
+    const local = await connectMqtt(url, { clientId: 'tls-local' });
+    const localInbox = new Inbox(local);
+    await local.subscribeAsync('tls/#', { qos: 1 });
+    // the remote side needs a certificate too
+    const remoteClient = await connectMqtt(`mqtts://localhost:${remote.port}`, {
+      clientId: 'tls-remote',
+      ca: readFileSync(pki.ca),
+      cert: readFileSync(pki.client.cert),
+      key: readFileSync(pki.client.key),
+    });
+    const remoteInbox = new Inbox(remoteClient);
+    await remoteClient.subscribeAsync('remote/tls/#', { qos: 1 });
+    await local.publishAsync('tls/up', 'u', { qos: 1 });
+    expect((await remoteInbox.wait(1))[0]!.topic).toBe('remote/tls/up');
+    await remoteClient.publishAsync('remote/tls/down', 'd', { qos: 1 });
+    expect((await localInbox.wait(1, 5000, (m) => m.topic === 'tls/down'))[0]!.payload).toBe('d');
+  });
+});
+
+describe("mosquitto's own bridge into FleetMQ", () => {
+  for (const transport of ['tcp', 'tls'] as const) {
+    it(`is accepted with the bridge bit (0x84) over ${transport}, carries both ways with prefixes, and gets none of its own messages back`, async () => {
+      const listeners =
+        transport === 'tcp'
+          ? undefined
+          : [
+              { type: 'tcp', name: 'tcp', host: '127.0.0.1', port: 0 },
+              { type: 'tls', name: 'tls', host: '127.0.0.1', port: 0, tls: { certFile: pki.server.cert, keyFile: pki.server.key } },
+            ];
+      const { url, node } = await fleetmq([], listeners === undefined ? {} : { listeners });
+      const port = node.addresses().find((a) => a.name === transport)!.port;
+      const edge = await mosquitto({
+        config: [
+          'connection to-fleetmq',
+          `address localhost:${port}`,
+          ...(transport === 'tls' ? [`bridge_cafile ${pki.ca}`] : []),
+          'remote_clientid gateway-1',
+          'cleansession true',
+          'restart_timeout 1',
+          'topic telemetry/# out 1 "" site-1/',
+          'topic commands/# in 1 "" site-1/',
+          'topic shared/# both 1',
+        ],
+      });
+      await edge.waitForOutput(/Connecting bridge.*to-fleetmq/);
+      const cloud = await connectMqtt(url, { clientId: 'cloud-app', protocolVersion: 5 });
+      const cloudInbox = new Inbox(cloud);
+      await cloud.subscribeAsync('site-1/telemetry/#', { qos: 1 });
+      await cloud.subscribeAsync('shared/#', { qos: 1 });
+      const device = await connectMqtt(`mqtt://127.0.0.1:${edge.port}`, { clientId: 'device' });
+      const deviceInbox = new Inbox(device);
+      await device.subscribeAsync(['commands/#', 'shared/#'], { qos: 1 });
+      // mosquitto's bridge subscribes on FleetMQ once connected: probe until a command goes through
+      const deadline = Date.now() + 8000;
+      while (deviceInbox.messages.length === 0 && Date.now() < deadline) {
+        await cloud.publishAsync('site-1/commands/probe', 'p', { qos: 1 });
+        await quietPeriod(200);
+      }
+      expect(deviceInbox.messages[0]).toMatchObject({ topic: 'commands/probe', payload: 'p' });
+
+      await device.publishAsync('telemetry/temp', '20', { qos: 1 });
+      const [t] = await cloudInbox.wait(1, 5000, (m) => m.topic.startsWith('site-1/telemetry/'));
+      expect([t!.topic, t!.payload]).toEqual(['site-1/telemetry/temp', '20']);
+
+      // both: each side gets each message once; nothing the bridge brought comes back to it
+      await device.publishAsync('shared/x', 'from-device', { qos: 1 });
+      await cloudInbox.wait(1, 5000, (m) => m.topic === 'shared/x');
+      await cloud.publishAsync('shared/y', 'from-cloud', { qos: 1 });
+      await deviceInbox.wait(1, 5000, (m) => m.topic === 'shared/y');
+      await quietPeriod(400);
+      expect(deviceInbox.messages.filter((m) => m.topic.startsWith('shared/')).map((m) => m.topic).sort()).toEqual(['shared/x', 'shared/y']);
+      expect(cloudInbox.messages.filter((m) => m.topic.startsWith('shared/')).map((m) => m.topic).sort()).toEqual(['shared/x', 'shared/y']);
+      expect(edge.output()).not.toMatch(/Connection Refused/i);
+    });
+  }
+});
