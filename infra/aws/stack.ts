@@ -223,6 +223,8 @@ export class FleetmqAwsStack extends Stack {
       maxHealthyPercent: 200,
       circuitBreaker: { rollback: true },
       healthCheckGracePeriod: Duration.seconds(60),
+      // edge.fleetmq.internal lists every task: Prometheus finds them with dns_sd_configs (port 8081)
+      cloudMapOptions: { name: 'edge', cloudMapNamespace: namespace, dnsRecordType: servicediscovery.DnsRecordType.A, dnsTtl: Duration.seconds(10) },
     });
 
     // --- the Network Load Balancer --------------------------------------------------------------

@@ -142,4 +142,14 @@ describe('AWS stack: backends', () => {
     expect(nats.Command).toEqual(expect.arrayContaining(['--routes', 'nats://nats.fleetmq.internal:6222']));
     template.hasResourceProperties('AWS::ECS::Service', { DesiredCount: 3, ServiceRegistries: Match.anyValue() });
   });
+
+  it('registers the edge tasks in Cloud Map too, for Prometheus to find their ops ports', () => {
+    const names = resources('AWS::ServiceDiscovery::Service').map((s) => s.Properties.Name).sort();
+    expect(names).toEqual(['edge', 'nats']);
+    const fromVpc = (port: number) => Match.objectLike({ FromPort: port, ToPort: port, CidrIp: { 'Fn::GetAtt': [Match.anyValue(), 'CidrBlock'] } });
+    template.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      GroupDescription: 'FleetMQ edge nodes',
+      SecurityGroupIngress: Match.arrayWith([fromVpc(1883), fromVpc(8083), fromVpc(8081)]),
+    });
+  });
 });

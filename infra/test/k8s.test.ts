@@ -1,5 +1,8 @@
-import { Testing } from 'cdk8s';
-import { parse } from 'yaml';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, Testing, YamlOutputType } from 'cdk8s';
+import { parse, parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@fleetmq/edge';
 import { FleetmqChart, type FleetmqChartProps } from '../k8s/chart.js';
@@ -184,5 +187,21 @@ describe('Kubernetes chart: NATS and Redis', () => {
     expect(pod.volumes).toContainEqual({ name: 'secrets', secret: { secretName: 'fleetmq-secrets', items: [{ key: 'passwd', path: 'passwd' }] } });
     expect(find(objects, 'Secret', 'fleetmq-secrets').stringData).toEqual({ passwd: 'demo:$7$101$c2FsdA==$aGFzaA==\n' });
     expect(pod.containers[0].env).toContainEqual({ name: 'FLEETMQ_OPS__ADMIN_TOKEN', valueFrom: { secretKeyRef: { name: 'ops-admin', key: 'token' } } });
+  });
+});
+
+describe('Kubernetes chart: synth to files', () => {
+  it('writes one plain YAML file that kubectl can apply', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleetmq-k8s-'));
+    try {
+      const app = new App({ outdir: dir, yamlOutputType: YamlOutputType.FILE_PER_CHART });
+      new FleetmqChart(app, 'fleetmq', base);
+      app.synth();
+      const docs = parseAllDocuments(readFileSync(join(dir, 'fleetmq.k8s.yaml'), 'utf8')).map((d) => d.toJS() as Obj);
+      expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(inCluster.objects.map((d) => `${d.kind}/${d.metadata.name}`).sort());
+      for (const d of docs) expect(d.apiVersion).toMatch(/^(v1|apps\/v1|policy\/v1|autoscaling\/v2)$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
