@@ -2,7 +2,7 @@
 // A three-node FleetMQ cluster on this machine, without Docker: one nats-server, dynalite
 // (DynamoDB API, in memory) and three edge nodes on 127.0.0.1. Ctrl-C stops everything.
 //
-//   npm run cluster:local            # nodes on 1883, 1884, 1885 (WebSocket 8083-8085)
+//   npm run cluster:local            # nodes on 1883, 1884, 1885 (WebSocket 8083-8085, ops 8181-8183)
 //   FLEETMQ_CLUSTER_NODES=5 npm run cluster:local
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const nodes = Number(process.env.FLEETMQ_CLUSTER_NODES ?? 3);
 const natsPort = Number(process.env.FLEETMQ_NATS_PORT ?? 4222);
 const dynamoPort = Number(process.env.FLEETMQ_DYNAMO_PORT ?? 8000);
+const opsPort = Number(process.env.FLEETMQ_OPS_BASE_PORT ?? 8181); // node i: /healthz, /metrics, admin API on opsPort + i
 const children = [];
 
 function start(name, command, args, env = {}) {
@@ -49,6 +50,7 @@ for (let i = 0; i < nodes; i++) {
   start(`edge-${i + 1}`, process.execPath, [cli, 'start'], {
     FLEETMQ_NODE_ID: `edge-${i + 1}`,
     FLEETMQ_LISTENERS: `tcp://127.0.0.1:${1883 + i},ws://127.0.0.1:${8083 + i}/mqtt`,
+    FLEETMQ_OPS__PORT: String(opsPort + i),
     FLEETMQ_CLUSTER__NATS__SERVERS: `nats://127.0.0.1:${natsPort}`,
     FLEETMQ_DYNAMODB__ENDPOINT: `http://127.0.0.1:${dynamoPort}`,
     FLEETMQ_DYNAMODB__CREATE_TABLES: i === 0 ? 'true' : 'false',
@@ -57,4 +59,6 @@ for (let i = 0; i < nodes; i++) {
   });
   if (i === 0) await new Promise((resolve) => setTimeout(resolve, 1500)); // the first node creates the tables
 }
-console.error(`cluster up: MQTT on 127.0.0.1:${[...Array(nodes).keys()].map((i) => 1883 + i).join(', ')}; NATS ${natsPort}, DynamoDB ${dynamoPort}`);
+console.error(
+  `cluster up: MQTT on 127.0.0.1:${[...Array(nodes).keys()].map((i) => 1883 + i).join(', ')}; ops (/metrics, /readyz) on ${[...Array(nodes).keys()].map((i) => opsPort + i).join(', ')}; NATS ${natsPort}, DynamoDB ${dynamoPort}`,
+);

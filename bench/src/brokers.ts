@@ -163,6 +163,8 @@ async function startOnFreePort(what: string, launch: (port: number) => ManagedPr
 export const FLEETMQ_ENV: Readonly<Record<string, string>> = {
   FLEETMQ_LOG_LEVEL: 'warn',
   FLEETMQ_MQTT__MAX_QUEUED_MESSAGES: '100000',
+  // several nodes on one machine: each ops server on a free port, not all on 8081
+  FLEETMQ_OPS__PORT: '0',
 };
 
 function startEdge(nodeId: string, port: number, extraEnv: Record<string, string> = {}): ManagedProcess {

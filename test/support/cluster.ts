@@ -239,6 +239,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const { nats, dynamo } = options;
   const env: Record<string, string> = {
     FLEETMQ_LISTENERS: 'tcp://127.0.0.1:0',
+    // each node's ops server on a free port (the log event ops_server_started says which)
+    FLEETMQ_OPS__PORT: '0',
     FLEETMQ_LOG_LEVEL: 'info',
     FLEETMQ_CLUSTER__NATS__SERVERS: nats.url,
     FLEETMQ_DYNAMODB__ENDPOINT: dynamo.endpoint,

@@ -25,6 +25,7 @@ export async function startTestNode(overrides: { mqtt?: Record<string, unknown>;
       { type: 'ws', name: 'ws', host: '127.0.0.1', port: 0, path: '/mqtt' },
     ],
     log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },
+    ops: { port: 0 },
     ...(overrides.mqtt ? { mqtt: overrides.mqtt } : {}),
     ...(overrides.auth ? { auth: overrides.auth } : {}),
   });

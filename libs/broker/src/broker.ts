@@ -62,8 +62,10 @@ export class Broker implements ChannelContext {
   readonly usernameFromCertificate: string | undefined;
   readonly log: BrokerLog;
   readonly stats: ChannelStats = {
-    messagesIn: 0,
-    messagesOut: 0,
+    messagesIn: [0, 0, 0],
+    messagesOut: [0, 0, 0],
+    bytesIn: 0,
+    bytesOut: 0,
     dropped: { queueFull: 0, expired: 0, tooLarge: 0, publishFailed: 0, slowConsumer: 0 },
     protocolErrors: 0,
     auth: { accepted: 0, refused: 0, expired: 0 },
@@ -71,6 +73,8 @@ export class Broker implements ChannelContext {
     limits: { publishRate: 0, maxQoS: 0, retain: 0, payloadSize: 0, packetSize: 0, inflight: 0, queueLength: 0, connections: 0, connectionRate: 0 },
     connectionsRefused: {},
   };
+  /** Messages handed to the bus (`fleetmq_bus_messages_published_total`). */
+  busPublished = 0;
   private readonly ids: MessageIdFactory;
   private readonly bus: MessageBus;
   private readonly channels = new Set<Channel>();
@@ -156,11 +160,17 @@ export class Broker implements ChannelContext {
     return this.channels.size;
   }
 
+  /** The channels of this node's connections, connecting ones included (read-only: admin API, metrics). */
+  connections(): IterableIterator<Channel> {
+    return this.channels.values();
+  }
+
   /**
    * Accepts a message: stores it when retained (an empty payload deletes) and hands it to
    * the bus. Resolves when both are done, which is when a publisher may be acknowledged.
    */
   publish(message: Message): Promise<void> {
+    this.busPublished++;
     if (!message.retain) return this.bus.publish(message);
     return Promise.all([this.retained.set(message), this.bus.publish(message)]).then(() => undefined);
   }

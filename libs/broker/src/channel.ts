@@ -93,8 +93,13 @@ export interface ChannelContext {
 }
 
 export interface ChannelStats {
-  messagesIn: number;
-  messagesOut: number;
+  /** PUBLISH packets from clients, by QoS (`fleetmq_messages_received_total{qos}`). */
+  messagesIn: [number, number, number];
+  /** PUBLISH packets to clients, by QoS (`fleetmq_messages_sent_total{qos}`). */
+  messagesOut: [number, number, number];
+  /** Bytes read from and written to client connections (the transport counts them). */
+  bytesIn: number;
+  bytesOut: number;
   /** Deliveries dropped: queue full, expired, too large for the client, or refused by the bus. */
   dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number; slowConsumer: number };
   protocolErrors: number;
@@ -691,7 +696,7 @@ export class Channel implements LiveChannel {
       publisherId: this.clientId,
       createdAt: now,
     };
-    this.ctx.stats.messagesIn++;
+    this.ctx.stats.messagesIn[qos]++;
 
     if (qos === 0) {
       this.ctx.publish(message).catch(() => {
@@ -877,7 +882,7 @@ export class Channel implements LiveChannel {
       this.aliasesOut?.delete(message.topic);
       return false;
     }
-    this.ctx.stats.messagesOut++;
+    this.ctx.stats.messagesOut[qos]++;
     return true;
   }
 

@@ -85,6 +85,7 @@ export class Connection implements ChannelSink {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     this.bytesIn += chunk.length;
+    this.broker.stats.bytesIn += chunk.length;
     this.lastActivity = Date.now();
     this.parser.parse(chunk);
     // a packet still arriving: refuse it as soon as its header says it is too large
@@ -214,6 +215,7 @@ export class Connection implements ChannelSink {
       });
     }
     this.bytesOut += buf.length;
+    this.broker.stats.bytesOut += buf.length;
     this.stream.write(buf);
     const buffered = this.stream.writableLength;
     if (buffered <= this.options.outputBufferLimit) return;

@@ -8,6 +8,7 @@ import { createDynamoTables } from './backends.js';
 import { loadConfig, redactSecrets } from './config.js';
 import { createLogger } from './logger.js';
 import { startNode } from './main.js';
+import { ADMIN_COMMANDS, adminCli } from './ops/admin-cli.js';
 
 const USAGE = `Usage: fleetmq <command> [options]
 
@@ -21,6 +22,8 @@ Commands:
                  FILE); the password comes from stdin, or is prompted for on a terminal
   passwd -D FILE USER
                  remove USER from FILE
+  clients list|show, sessions list|show|discard, kick ID, retained list, drain
+                 ask a running node's admin API (fleetmq clients --help)
 
 Options:
   -c, --config FILE   YAML config file (default: $FLEETMQ_CONFIG, else built-in defaults)
@@ -151,6 +154,8 @@ function promptHidden(question: string): Promise<string> {
 async function main(argv: string[]): Promise<number> {
   // passwd has options of its own (-c is --create there, as in mosquitto_passwd)
   if (argv[0] === 'passwd') return passwd(argv.slice(1));
+  // the admin verbs talk to a running node's ops server, with options of their own
+  if (argv[0] !== undefined && ADMIN_COMMANDS.has(argv[0])) return adminCli(argv);
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -200,6 +205,8 @@ async function main(argv: string[]): Promise<number> {
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
+        // POST /api/v1/node/drain runs the same stop
+        void node.stopped().then(resolve);
       });
       log.flush();
       return 0;

@@ -207,6 +207,23 @@ const dynamodbSchema = z.strictObject({
   createTables: z.boolean().default(false),
 });
 
+/** The ops HTTP server: /healthz, /readyz, /metrics and the admin API (services/edge/src/ops). */
+const opsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: port.default(8081),
+    /** Bearer token of the admin API; absent (and no adminTokenFile): the admin API answers 404. */
+    adminToken: z.string().min(16).optional(),
+    /** A file whose first line is the admin token (a Kubernetes or Docker secret). */
+    adminTokenFile: nonEmpty.optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.adminToken !== undefined && o.adminTokenFile !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['adminToken'], message: 'adminToken and adminTokenFile given together' });
+    }
+  });
+
 const configSchema = z.strictObject({
   nodeId: z
     .string()
@@ -228,6 +245,7 @@ const configSchema = z.strictObject({
   dynamodb: dynamodbSchema.optional(),
   /** Bridges to other MQTT brokers (Mosquitto `connection` sections); in a cluster each runs on one node. */
   bridges: z.array(bridgeSchema).default([]),
+  ops: opsSchema.default(() => opsSchema.parse({})),
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
@@ -281,6 +299,8 @@ const HINTS: Record<string, string> = {
   'cluster.redis.url': 'give a URL such as redis://redis:6379 (rediss:// for TLS)',
   'dynamodb.endpoint': 'give a URL such as http://localhost:8000, or remove the key to use AWS',
   'dynamodb.tablePrefix': 'use letters, digits, _ . -',
+  'ops.port': 'give a TCP port for /healthz, /readyz, /metrics and the admin API (0: any free port)',
+  'ops.adminToken': 'give a random token of at least 16 characters (openssl rand -hex 32), or adminTokenFile, not both',
 };
 
 export interface LoadOptions {
@@ -423,7 +443,7 @@ function rejectTlsAliases(raw: Record<string, unknown>): void {
 }
 
 /** Keys whose values are secrets: never printed in errors or by check-config. */
-const SECRET_KEYS: ReadonlySet<PropertyKey> = new Set(['secret', 'keys', 'policies', 'password', 'localPassword']);
+const SECRET_KEYS: ReadonlySet<PropertyKey> = new Set(['secret', 'keys', 'policies', 'password', 'localPassword', 'adminToken']);
 
 function holdsSecret(path: readonly PropertyKey[], value: unknown): boolean {
   if (path.some((p) => SECRET_KEYS.has(p))) return true;
@@ -447,8 +467,9 @@ export function redactSecrets(config: EdgeConfig): EdgeConfig {
         }
       : {}),
   };
+  const ops = config.ops.adminToken === undefined ? config.ops : { ...config.ops, adminToken: '[redacted]' };
   const bridges = config.bridges.map(redactBridge);
-  return { ...config, bridges, auth };
+  return { ...config, bridges, auth, ops };
 }
 
 function formatPath(path: readonly PropertyKey[]): string {

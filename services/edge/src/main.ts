@@ -5,6 +5,7 @@ import { closePorts, openNodeRegistry, openPorts, portsReady } from './backends.
 import { openBridges, type NodeBridges } from './bridges.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { NodeOps } from './ops/node-ops.js';
 import { brokerSecurity } from './security.js';
 
 export interface RunningNode {
@@ -16,6 +17,12 @@ export interface RunningNode {
   ready(): boolean;
   /** Where each listener ended up (port 0 picks a free port). */
   addresses(): { name: string; host: string; port: number }[];
+  /** Where the ops HTTP server listens (/healthz, /readyz, /metrics, admin API); undefined when ops.enabled is false. */
+  opsAddress(): { host: string; port: number } | undefined;
+  /** stop() has begun (SIGTERM, or POST /api/v1/node/drain). */
+  draining(): boolean;
+  /** Resolves once stop() has finished, whoever called it. */
+  stopped(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -106,7 +113,8 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
   const brokerLog = log as unknown as BrokerLog;
   const { mqtt } = config;
   const security = brokerSecurity(config, log); // reads the auth files: fails before any backend is opened
-  const ports = await openPorts(config, log);
+  const ops = new NodeOps(config, log); // reads ops.adminTokenFile: fails before any backend is opened
+  const ports = ops.instrument(await openPorts(config, log));
   const broker = new Broker({
     nodeId: config.nodeId,
     ports,
@@ -141,9 +149,11 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
   const started: Listener[] = [];
   try {
     for (const listener of listeners) {
-      await listener.listen((stream, meta) => {
-        new Connection(stream, meta, broker, connectionOptions, connectionLog);
-      });
+      await listener.listen(
+        ops.countAccepts(listener.name, (stream, meta) => {
+          new Connection(stream, meta, broker, connectionOptions, connectionLog);
+        }),
+      );
       started.push(listener);
       log.info({ listener: listener.name, ...listener.address() }, 'listener_started');
     }
@@ -158,9 +168,14 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
   log.info({ nodeId: config.nodeId, listeners: started.map((l) => l.name) }, 'node_ready');
 
   let stopping: Promise<void> | undefined;
-  return {
+  let markStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => (markStopped = resolve));
+  const node: RunningNode = {
     broker,
     bridges: bridges?.manager,
+    opsAddress: () => ops.address(),
+    draining: () => stopping !== undefined,
+    stopped: () => stopped,
     listeners: started,
     addresses: () => started.map((l) => ({ name: l.name, ...l.address() })),
     ready: () => stopping === undefined && portsReady(ports),
@@ -187,8 +202,17 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
         await closePorts(ports);
         await registry?.close();
         log.info({ nodeId: config.nodeId }, 'node_stopped');
+        await ops.close();
+        markStopped();
       })();
       return stopping;
     },
   };
+  try {
+    await ops.start(node, ports);
+  } catch (err) {
+    await node.stop();
+    throw err;
+  }
+  return node;
 }

@@ -57,7 +57,7 @@ describe('fleetmq command', () => {
 
   it('start serves MQTT and stops cleanly on SIGTERM', async () => {
     const child = spawn(process.execPath, [CLI, 'start'], {
-      env: { ...process.env, FLEETMQ_LISTENERS: 'tcp://127.0.0.1:0', FLEETMQ_LOG_LEVEL: 'info' },
+      env: { ...process.env, FLEETMQ_LISTENERS: 'tcp://127.0.0.1:0', FLEETMQ_OPS__PORT: '0', FLEETMQ_LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {
@@ -202,3 +202,53 @@ function runAsync(args: string[], env: Record<string, string>): Promise<{ code: 
     return { code: code as number | null, stdout, stderr };
   });
 }
+
+describe('fleetmq admin verbs against a running node', () => {
+  const TOKEN = 'cli-test-admin-token-0123456789';
+
+  it('fleetmq drain drains a running node (as SIGTERM does), which then exits 0', async () => {
+    const node = spawn(process.execPath, [CLI, 'start'], {
+      env: { ...process.env, FLEETMQ_LISTENERS: 'tcp://127.0.0.1:0', FLEETMQ_OPS__PORT: '0', FLEETMQ_OPS__ADMIN_TOKEN: TOKEN, FLEETMQ_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      const events: { msg: string; port?: number }[] = [];
+      const exited = once(node, 'exit');
+      const ports = await new Promise<{ mqtt: number; ops: number }>((resolve, reject) => {
+        let mqttPort: number | undefined;
+        createInterface({ input: node.stdout! }).on('line', (line) => {
+          const event = JSON.parse(line) as { msg: string; port?: number };
+          events.push(event);
+          if (event.msg === 'listener_started') mqttPort = event.port;
+          if (event.msg === 'ops_server_started' && mqttPort !== undefined) resolve({ mqtt: mqttPort, ops: event.port! });
+        });
+        void exited.then(([code]) => reject(new Error(`exited early with ${String(code)}`)));
+      });
+      const env = { FLEETMQ_ADMIN_URL: `http://127.0.0.1:${ports.ops}`, FLEETMQ_ADMIN_TOKEN: TOKEN };
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${ports.mqtt}`, { clientId: 'cli-listed', reconnectPeriod: 0 });
+      const listed = await runAsync(['clients', 'list'], env);
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toMatch(/^cli-listed\s+-\s+3\.1\.1\s+tcp-0/m);
+      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      const drained = await runAsync(['drain'], env);
+      expect(drained).toMatchObject({ code: 0, stdout: expect.stringMatching(/^node \S+ is draining; it exits once done\n$/) });
+      await closed;
+      const [code, signal] = await exited;
+      expect({ code, signal }).toEqual({ code: 0, signal: null });
+      expect(events.map((e) => e.msg)).toEqual(expect.arrayContaining(['admin_drain_requested', 'node_stopping', 'node_stopped']));
+      expect(events.map((e) => e.msg)).not.toContain('signal_received');
+    } finally {
+      if (node.exitCode === null) node.kill('SIGKILL');
+    }
+  });
+
+  it('--help names the admin verbs; an unknown one is a usage error', () => {
+    expect(run(['--help']).stdout).toContain('clients list|show, sessions list|show|discard, kick ID, retained list, drain');
+    const verbs = run(['clients', '--help']);
+    expect(verbs.status).toBe(0);
+    expect(verbs.stdout).toContain('sessions discard ID');
+    const bad = run(['sessions', 'wipe']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('use: sessions list, sessions show ID, or sessions discard ID');
+  });
+});

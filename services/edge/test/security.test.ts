@@ -78,6 +78,7 @@ describe('edge node security from config (password file, acl_file, JWT, limits)'
     const config = parseConfig({
       nodeId: 'security-node',
       log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },
+      ops: { port: 0 },
       listeners: [{ type: 'tcp', name: 'tcp', host: '127.0.0.1', port: 0 }],
       auth: {
         passwordFile: passwd,
@@ -349,7 +350,7 @@ describe('brokerSecurity: building the chain and the ACL from config', () => {
   });
 
   it('a node whose password file is missing fails at start with that ConfigError', async () => {
-    const config = parseConfig({ log: { level: 'silent' }, listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], auth: { passwordFile: '/nonexistent/passwd' } });
+    const config = parseConfig({ log: { level: 'silent' }, listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], auth: { passwordFile: '/nonexistent/passwd' }, ops: { port: 0 } });
     await expect(startNode(config, log)).rejects.toMatchObject({ key: 'auth.passwordFile' });
   });
 });
@@ -365,6 +366,7 @@ describe('mutual TLS: the certificate CN becomes the username (auth.usernameFrom
     const config = parseConfig({
       nodeId: 'mtls-node',
       log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },
+      ops: { port: 0 },
       listeners: [
         { type: 'tls', name: 'mtls', host: '127.0.0.1', port: 0, tls: { certFile: pki.server.cert, keyFile: pki.server.key, caFile: pki.ca, clientCertificate: 'optional' } },
       ],

@@ -16,6 +16,7 @@ describe('edge node with tls and wss listeners from config', () => {
     const config = parseConfig({
       nodeId: 'tls-node',
       log: { level: 'silent' },
+      ops: { port: 0 },
       listeners: [
         { type: 'tls', name: 'tls', host: '127.0.0.1', port: 0, tls },
         { type: 'wss', name: 'wss', host: '127.0.0.1', port: 0, tls },
