@@ -54,6 +54,7 @@ for (let i = 0; i < nodes; i++) {
     FLEETMQ_CLUSTER__NATS__SERVERS: `nats://127.0.0.1:${natsPort}`,
     FLEETMQ_DYNAMODB__ENDPOINT: `http://127.0.0.1:${dynamoPort}`,
     FLEETMQ_DYNAMODB__CREATE_TABLES: i === 0 ? 'true' : 'false',
+    FLEETMQ_AUTH__ALLOW_ANONYMOUS: 'true', // a local playground: anonymous on purpose (a cluster refuses it by default)
     AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'local',
     AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY ?? 'local',
   });

@@ -310,6 +310,8 @@ export async function startCluster(): Promise<Target> {
     const env = {
       FLEETMQ_CLUSTER__NATS__SERVERS: `nats://127.0.0.1:${nats.port}`,
       FLEETMQ_CLUSTER__REDIS__URL: `redis://127.0.0.1:${redis.port}`,
+      // a cluster refuses to start open to anonymous clients unless told so
+      FLEETMQ_AUTH__ALLOW_ANONYMOUS: 'true',
       // a stopped cluster hands its detached sessions around for at most this long
       FLEETMQ_DRAIN__GRACE_PERIOD: '3000',
     };

@@ -247,6 +247,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     FLEETMQ_DYNAMODB__REGION: dynamo.region,
     FLEETMQ_DYNAMODB__TABLE_PREFIX: tablePrefix,
     FLEETMQ_DYNAMODB__CREATE_TABLES: 'true',
+    // a cluster refuses to start open to anonymous clients unless told so
+    FLEETMQ_AUTH__ALLOW_ANONYMOUS: 'true',
     AWS_ACCESS_KEY_ID: dynamo.credentials.accessKeyId,
     AWS_SECRET_ACCESS_KEY: dynamo.credentials.secretAccessKey,
     ...(options.redis !== undefined ? { FLEETMQ_CLUSTER__REDIS__URL: options.redis.url } : {}),

@@ -18,3 +18,5 @@ export * from './auth-chain.js';
 export * from './filter-covers.js';
 export * from './acl-file.js';
 export * from './acl.js';
+export * from './policies.js';
+export * from './file-watcher.js';

@@ -49,6 +49,8 @@ export class Connection implements ChannelSink {
   private protocolVersion: ProtocolVersion = 4;
   private generateOptions: { protocolVersion: ProtocolVersion } = { protocolVersion: 4 };
   private maxOutgoing = Number.POSITIVE_INFINITY;
+  /** Largest packet accepted: the node's maximum, or the client's policy once CONNECT set it. */
+  private maxIncoming: number;
   private keepAliveMs = 0;
   private lastActivity = Date.now();
   private timer: NodeJS.Timeout | undefined;
@@ -66,6 +68,7 @@ export class Connection implements ChannelSink {
     log: BrokerLog,
   ) {
     this.log = log;
+    this.maxIncoming = options.maxPacketSize;
     this.channel = broker.createChannel(this, info);
     this.parser = mqtt.parser();
     this.parser.on('packet', (packet: Packet) => this.onPacket(packet));
@@ -90,7 +93,7 @@ export class Connection implements ChannelSink {
     this.parser.parse(chunk);
     // a packet still arriving: refuse it as soon as its header says it is too large
     const partial = (this.parser as unknown as { packet: { length: number } }).packet.length;
-    if (!this.closed && partial > 0 && this.wholeSize(partial) > this.options.maxPacketSize) this.tooLarge(partial);
+    if (!this.closed && partial > 0 && this.wholeSize(partial) > this.maxIncoming) this.tooLarge(partial);
   }
 
   private wholeSize(remainingLength: number): number {
@@ -100,7 +103,7 @@ export class Connection implements ChannelSink {
   private onPacket(packet: Packet): void {
     if (this.closed) return;
     const length = packet.length ?? 0;
-    if (this.wholeSize(length) > this.options.maxPacketSize) return this.tooLarge(length);
+    if (this.wholeSize(length) > this.maxIncoming) return this.tooLarge(length);
     if (this.busy) {
       this.pending.push(packet);
       if (this.pending.length >= PENDING_HIGH_WATER && !this.paused) {
@@ -171,7 +174,8 @@ export class Connection implements ChannelSink {
   private tooLarge(remainingLength: number): void {
     // [MQTT-3.1.2-24 / 4.13] a packet above Maximum Packet Size: DISCONNECT 0x95 on MQTT 5
     const size = this.wholeSize(remainingLength);
-    this.channel.disconnect(ReasonCode.PacketTooLarge, `packet of ${size} bytes exceeds ${this.options.maxPacketSize}`);
+    this.broker.stats.limits.packetSize++;
+    this.channel.disconnect(ReasonCode.PacketTooLarge, `packet of ${size} bytes exceeds ${this.maxIncoming}`);
     this.close('packet_too_large');
   }
 
@@ -272,6 +276,10 @@ export class Connection implements ChannelSink {
 
   setMaxOutgoingPacketSize(bytes: number): void {
     this.maxOutgoing = bytes;
+  }
+
+  setMaxIncomingPacketSize(bytes: number): void {
+    this.maxIncoming = Math.min(this.options.maxPacketSize, bytes);
   }
 
   // ----------------------------------------------------------------- timers

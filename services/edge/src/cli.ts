@@ -205,6 +205,11 @@ async function main(argv: string[]): Promise<number> {
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
+        // SIGHUP re-reads the password file and acl_file (as Mosquitto does); it logs the outcome
+        process.on('SIGHUP', () => {
+          log.info({ signal: 'SIGHUP' }, 'signal_received');
+          void node.reloadAuth();
+        });
         // POST /api/v1/node/drain runs the same stop
         void node.stopped().then(resolve);
       });

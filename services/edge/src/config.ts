@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { ConfigError } from '@fleetmq/protocol';
 import { defaultBrokerOptions } from '@fleetmq/broker';
+import { isGlob } from '@fleetmq/auth';
 import { bridgeSchema, redactBridge } from './bridge-config.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -15,6 +16,11 @@ const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
 
 const port = z.number().int().min(0).max(65535);
 const qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+/** A token bucket: events per second, and how many may come at once (default perSecond rounded up). */
+const rateSchema = z.strictObject({
+  perSecond: z.number().positive(),
+  burst: z.number().int().min(1).optional(),
+});
 
 const tlsSchema = z.strictObject({
   certFile: z.string().min(1),
@@ -39,6 +45,10 @@ const listenerSchema = z
     /** A PROXY protocol v1/v2 header (HAProxy, AWS NLB) precedes MQTT: tcp and tls listeners. */
     proxyProtocol: z.boolean().default(false),
     tls: tlsSchema.optional(),
+    /** Connections open at once; over it a CONNECT gets 0x97 Quota exceeded (3.x: 3). */
+    maxConnections: z.number().int().min(1).optional(),
+    /** New connections per second; over it a CONNECT gets 0x9F Connection rate exceeded (3.x: 3). */
+    connectionRate: rateSchema.optional(),
   })
   .superRefine((l, ctx) => {
     const secure = l.type === 'tls' || l.type === 'wss';
@@ -152,26 +162,52 @@ const authSchema = z.strictObject({
   aclSubscribe: z.enum(['covered', 'mosquitto']).default('covered'),
   /** A verified client certificate's subject attribute (CN, serialNumber, …) becomes the username and authenticates the client. */
   usernameFromCertificate: z.string().regex(/^[A-Za-z][A-Za-z0-9.]*$/).optional(),
+  /**
+   * Re-read passwordFile and aclFile when they change (a watch on their directories and a
+   * stat every 5 s); false: only on SIGHUP. Either way a bad file keeps the rules in force.
+   */
+  watchFiles: z.boolean().default(true),
   /** Failed attempts per source address before CONNACK 0x9F; false: not throttled. */
   failureThrottle: z
     .union([z.literal(false), z.strictObject({ burst: z.number().int().min(1).default(10), perSecond: z.number().positive().default(0.2) })])
     .default({ burst: 10, perSecond: 0.2 }),
 });
 
-const limitsSchema = z.strictObject({
-  /** The same limit as mqtt.maximumQoS; the lower of the two applies. */
-  maximumQoS: qos.default(2),
-  retain: z.enum(['allowed', 'stripped']).default('allowed'),
+const limitsShape = {
+  /** Capped by mqtt.maximumQoS (the lower of the two applies). */
+  maximumQoS: qos,
+  retain: z.enum(['allowed', 'stripped']),
+  /** Bytes per packet from the client; capped by mqtt.maxPacketSize. */
+  maxPacketSize: z.number().int().min(64),
   /** Bytes of application payload per message; absent: only mqtt.maxPacketSize. */
-  maxPayloadSize: z.number().int().min(0).optional(),
+  maxPayloadSize: z.number().int().min(0),
   /** PUBLISH packets per client: a token bucket. */
-  publishRate: z
-    .strictObject({
-      perSecond: z.number().positive(),
-      /** Default: perSecond rounded up. */
-      burst: z.number().int().min(1).optional(),
-    })
-    .optional(),
+  publishRate: rateSchema,
+  /** QoS 1/2 messages in flight each way; caps the Receive Maximum (mqtt.receiveMaximum). */
+  maxInflight: z.number().int().min(1).max(65535),
+  /** Messages in the session's queue (mqtt.maxQueuedMessages for everyone else). */
+  maxQueued: z.number().int().min(0),
+};
+
+const limitsSchema = z.strictObject({
+  ...limitsShape,
+  maximumQoS: qos.default(2),
+  retain: limitsShape.retain.default('allowed'),
+  maxPacketSize: limitsShape.maxPacketSize.optional(),
+  maxPayloadSize: limitsShape.maxPayloadSize.optional(),
+  publishRate: rateSchema.optional(),
+  maxInflight: limitsShape.maxInflight.optional(),
+  maxQueued: limitsShape.maxQueued.optional(),
+});
+
+const globList = z.array(z.string().min(1)).min(1);
+/** Limits for the clients a policy matches; the first matching policy's keys replace `limits`' keys. */
+const policySchema = z.strictObject({
+  name: z.string().min(1).optional(),
+  match: z
+    .strictObject({ listeners: globList.optional(), users: globList.optional(), groups: globList.optional(), clientIds: globList.optional() })
+    .refine((m) => Object.values(m).some((v) => v !== undefined), 'give listeners, users, groups or clientIds'),
+  limits: z.strictObject(limitsShape).partial(),
 });
 
 /** A list given as YAML sequence or as one comma-separated string (environment variables). */
@@ -234,6 +270,10 @@ const configSchema = z.strictObject({
   mqtt: mqttSchema.default(() => mqttSchema.parse({})),
   auth: authSchema.default(() => authSchema.parse({})),
   limits: limitsSchema.default(() => limitsSchema.parse({})),
+  /** Limits per listener, user, group or client ID, merged over `limits`: the first policy that matches a client applies. */
+  policies: z.array(policySchema).default([]),
+  /** Group name → usernames, for policies matched by group (tokens may also carry groups). */
+  groups: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
   cluster: clusterSchema.default({}),
   drain: z
     .strictObject({
@@ -249,15 +289,26 @@ const configSchema = z.strictObject({
 });
 
 type ParsedConfig = z.output<typeof configSchema>;
-export type ListenerConfig = Omit<ParsedConfig['listeners'][number], 'name'> & { readonly name: string };
-export type AuthConfig = Omit<ParsedConfig['auth'], 'allowAnonymous'> & { readonly allowAnonymous: boolean };
-export type LimitsConfig = Omit<ParsedConfig['limits'], 'publishRate'> & {
-  readonly publishRate?: { readonly perSecond: number; readonly burst: number } | undefined;
+/** A token bucket with its burst resolved. */
+export interface RateConfig {
+  readonly perSecond: number;
+  readonly burst: number;
+}
+export type ListenerConfig = Omit<ParsedConfig['listeners'][number], 'name' | 'connectionRate'> & {
+  readonly name: string;
+  readonly connectionRate?: RateConfig | undefined;
 };
-export type EdgeConfig = Omit<ParsedConfig, 'listeners' | 'auth' | 'limits'> & {
+export type AuthConfig = Omit<ParsedConfig['auth'], 'allowAnonymous'> & { readonly allowAnonymous: boolean };
+export type LimitsConfig = Omit<ParsedConfig['limits'], 'publishRate'> & { readonly publishRate?: RateConfig | undefined };
+type ParsedPolicy = ParsedConfig['policies'][number];
+export type PolicyConfig = Omit<ParsedPolicy, 'limits'> & {
+  readonly limits: Omit<ParsedPolicy['limits'], 'publishRate'> & { readonly publishRate?: RateConfig | undefined };
+};
+export type EdgeConfig = Omit<ParsedConfig, 'listeners' | 'auth' | 'limits' | 'policies'> & {
   readonly listeners: readonly ListenerConfig[];
   readonly auth: AuthConfig;
   readonly limits: LimitsConfig;
+  readonly policies: readonly PolicyConfig[];
 };
 
 /** True when any way of authenticating beyond anonymous access is configured. */
@@ -294,6 +345,18 @@ const HINTS: Record<string, string> = {
   'limits.maxPayloadSize': 'give a number of bytes such as 131072, or remove the key for no limit',
   'limits.publishRate.perSecond': 'give PUBLISH packets per second per client, e.g. 10 (fractions allowed)',
   'limits.publishRate.burst': 'give a whole number of packets >= 1, or remove it to use perSecond rounded up',
+  'limits.maxInflight': 'give a number of messages from 1 to 65535, or remove it to use mqtt.receiveMaximum',
+  'limits.maxQueued': 'give a number of messages >= 0, or remove it to use mqtt.maxQueuedMessages',
+  'limits.maxPacketSize': 'give a number of bytes >= 64, or remove it to use mqtt.maxPacketSize',
+  policies: 'give a list of { match: { listeners, users, groups, clientIds }, limits: { … } }',
+  'policies.match': 'give listeners, users, groups or clientIds: lists of names (globs with * and ?)',
+  'policies.limits.maximumQoS': 'use 0, 1 or 2',
+  'policies.limits.retain': 'use allowed or stripped',
+  'policies.limits.publishRate.perSecond': 'give PUBLISH packets per second per client, e.g. 10 (fractions allowed)',
+  'listeners.maxConnections': 'give a whole number of connections >= 1, or remove it for no limit',
+  'listeners.connectionRate.perSecond': 'give new connections per second, e.g. 100 (fractions allowed)',
+  'listeners.connectionRate.burst': 'give a whole number >= 1, or remove it to use perSecond rounded up',
+  groups: 'give a map of group name to a list of usernames',
   nodeId: 'use 1-64 characters from A-Z a-z 0-9 . _ -',
   'cluster.nats.servers': 'give NATS URLs, e.g. [nats://nats-1:4222, nats://nats-2:4222]',
   'cluster.redis.url': 'give a URL such as redis://redis:6379 (rediss:// for TLS)',
@@ -330,7 +393,11 @@ export function parseConfig(raw: unknown, source = 'config'): EdgeConfig {
   const result = configSchema.safeParse(raw);
   if (!result.success) throw toConfigError(result.error.issues[0]!, raw);
   const config = result.data;
-  const listeners = config.listeners.map((l) => ({ ...l, name: l.name ?? `${l.type}-${l.port}` }));
+  const listeners = config.listeners.map(({ connectionRate, ...l }) => ({
+    ...l,
+    name: l.name ?? `${l.type}-${l.port}`,
+    ...(connectionRate !== undefined ? { connectionRate: withBurst(connectionRate) } : {}),
+  }));
   const seen = new Set<string>();
   listeners.forEach((l, i) => {
     if (seen.has(l.name)) {
@@ -339,19 +406,50 @@ export function parseConfig(raw: unknown, source = 'config'): EdgeConfig {
     seen.add(l.name);
   });
   const { publishRate, ...limits } = config.limits;
-  // one maximum QoS: the lower of mqtt.maximumQoS and limits.maximumQoS, shown in both
+  // mqtt.maximumQoS is the ceiling (policies may not go above it); limits.maximumQoS shows what applies
   const maximumQoS = Math.min(config.mqtt.maximumQoS, limits.maximumQoS) as 0 | 1 | 2;
+  const policies = config.policies.map((policy, i) => checkPolicy(policy, i, listeners));
+  refuseAnonymousCluster(config);
   return {
     ...config,
     listeners,
-    mqtt: { ...config.mqtt, maximumQoS },
     auth: { ...config.auth, allowAnonymous: config.auth.allowAnonymous ?? !hasAuthProviders(config.auth) },
-    limits: {
-      ...limits,
-      maximumQoS,
-      ...(publishRate !== undefined ? { publishRate: { perSecond: publishRate.perSecond, burst: publishRate.burst ?? Math.max(1, Math.ceil(publishRate.perSecond)) } } : {}),
-    },
+    limits: { ...limits, maximumQoS, ...(publishRate !== undefined ? { publishRate: withBurst(publishRate) } : {}) },
+    policies,
   };
+}
+
+/** A token bucket's burst defaults to its rate rounded up. */
+function withBurst(rate: { perSecond: number; burst?: number | undefined }): RateConfig {
+  return { perSecond: rate.perSecond, burst: rate.burst ?? Math.max(1, Math.ceil(rate.perSecond)) };
+}
+
+/** A policy with its publish rate's burst resolved; a listener name it gives must exist. */
+function checkPolicy(policy: ParsedPolicy, i: number, listeners: readonly { name: string }[]): PolicyConfig {
+  const names = listeners.map((l) => l.name);
+  (policy.match.listeners ?? []).forEach((name, j) => {
+    if (!isGlob(name) && !names.includes(name)) {
+      throw new ConfigError(`policies[${i}].match.listeners[${j}]`, `${JSON.stringify(name)} names no listener`, `use one of ${names.join(', ')} (listeners[].name)`);
+    }
+  });
+  const { publishRate, ...limits } = policy.limits;
+  return { ...policy, limits: { ...limits, ...(publishRate !== undefined ? { publishRate: withBurst(publishRate) } : {}) } };
+}
+
+/**
+ * A cluster (NATS or Redis configured) serves devices beyond this machine: with no way of
+ * authenticating configured, it would let anyone in. That takes `auth.allowAnonymous: true`,
+ * said on purpose; one node alone (the embedded default) stays open like Mosquitto on localhost.
+ */
+function refuseAnonymousCluster(config: ParsedConfig): void {
+  const { nats, redis } = config.cluster;
+  if (nats === undefined && redis === undefined) return;
+  if (hasAuthProviders(config.auth) || config.auth.allowAnonymous !== undefined) return;
+  throw new ConfigError(
+    'auth.allowAnonymous',
+    `is not set, and ${nats !== undefined ? 'cluster.nats' : 'cluster.redis'} is configured with no auth provider: every client would be let in anonymously`,
+    'configure auth.passwordFile, auth.jwt, auth.sharedAccess, auth.deviceTokens or auth.usernameFromCertificate; or set auth.allowAnonymous: true (FLEETMQ_AUTH__ALLOW_ANONYMOUS=true) to let anonymous clients in on purpose',
+  );
 }
 
 function readConfigFile(file: string): unknown {
@@ -446,6 +544,7 @@ function rejectTlsAliases(raw: Record<string, unknown>): void {
 const SECRET_KEYS: ReadonlySet<PropertyKey> = new Set(['secret', 'keys', 'policies', 'password', 'localPassword', 'adminToken']);
 
 function holdsSecret(path: readonly PropertyKey[], value: unknown): boolean {
+  if (path[0] === 'policies') return false; // limits, not sharedAccess.policies
   if (path.some((p) => SECRET_KEYS.has(p))) return true;
   return value !== null && typeof value === 'object' && Object.keys(value).some((k) => SECRET_KEYS.has(k));
 }

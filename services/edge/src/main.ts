@@ -6,7 +6,7 @@ import { openBridges, type NodeBridges } from './bridges.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { NodeOps } from './ops/node-ops.js';
-import { brokerSecurity } from './security.js';
+import { brokerSecurity, type AuthReloadStats } from './security.js';
 
 export interface RunningNode {
   readonly broker: Broker;
@@ -17,6 +17,10 @@ export interface RunningNode {
   ready(): boolean;
   /** Where each listener ended up (port 0 picks a free port). */
   addresses(): { name: string; host: string; port: number }[];
+  /** Re-reads the password file and acl_file now (SIGHUP); false when one could not be used. */
+  reloadAuth(): Promise<boolean>;
+  /** Auth file reloads done and failed (they also happen when the files change). */
+  readonly authReloads: AuthReloadStats;
   /** Where the ops HTTP server listens (/healthz, /readyz, /metrics, admin API); undefined when ops.enabled is false. */
   opsAddress(): { host: string; port: number } | undefined;
   /** stop() has begun (SIGTERM, or POST /api/v1/node/drain). */
@@ -112,7 +116,7 @@ function tlsOptions(spec: EdgeConfig['listeners'][number]): TlsOptions {
 export async function startNode(config: EdgeConfig, log: Logger): Promise<RunningNode> {
   const brokerLog = log as unknown as BrokerLog;
   const { mqtt } = config;
-  const security = brokerSecurity(config, log); // reads the auth files: fails before any backend is opened
+  const { authFiles, ...security } = brokerSecurity(config, log); // reads the auth files: fails before any backend is opened
   const ops = new NodeOps(config, log); // reads ops.adminTokenFile: fails before any backend is opened
   const ports = ops.instrument(await openPorts(config, log));
   const broker = new Broker({
@@ -162,6 +166,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     await closePorts(ports);
     throw err;
   }
+  if (config.auth.watchFiles) await authFiles.watch();
   const registry = openNodeRegistry(config, log);
   const stopHeartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log);
   await bridges?.start();
@@ -178,12 +183,15 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     stopped: () => stopped,
     listeners: started,
     addresses: () => started.map((l) => ({ name: l.name, ...l.address() })),
+    reloadAuth: () => authFiles.reload(),
+    authReloads: authFiles.stats,
     ready: () => stopping === undefined && portsReady(ports),
     stop() {
       stopping ??= (async () => {
         // drain (DESIGN node lifecycle): stop accepting, report not ready, hand detached
         // sessions to live nodes, disconnect clients, then close; bounded by the grace period
         log.info({ nodeId: config.nodeId }, 'node_stopping');
+        authFiles.stop();
         const closingListeners = Promise.allSettled(started.map((l) => l.close()));
         const drained = (async () => {
           await bridges?.stop(); // releases their leases: another node takes each over

@@ -1,5 +1,6 @@
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import {
   Acl,
@@ -7,8 +8,10 @@ import {
   CertificateProvider,
   DeviceTokenProvider,
   FailureThrottle,
+  FileWatcher,
   JwtProvider,
   PasswordFileProvider,
+  PolicyTable,
   SasTokenProvider,
   createAuthChain,
   parsePasswordFile,
@@ -20,17 +23,42 @@ import {
   type ParsedPasswordFile,
   type SasKey,
 } from '@fleetmq/auth';
-import { allowAll, allowAllTopics, type Authenticator, type Authorizer, type BrokerLog, type ClientLimits } from '@fleetmq/broker';
+import {
+  allowAll,
+  allowAllTopics,
+  cachedAuthorization,
+  type Authenticator,
+  type Authorizer,
+  type BrokerLog,
+  type ClientAuthorization,
+  type ClientIdentity,
+  type ClientLimits,
+  type LimitPolicy,
+  type ListenerLimits,
+} from '@fleetmq/broker';
 import { ConfigError } from '@fleetmq/protocol';
-import type { AuthConfig, EdgeConfig } from './config.js';
+import type { AuthConfig, EdgeConfig, LimitsConfig } from './config.js';
 import type { Logger } from './logger.js';
 
-/** What the broker takes from the `auth` and `limits` sections. */
+/** Auth file reloads, as `fleetmq_auth_reloads_total{result="success"|"failure"}`. */
+export interface AuthReloadStats {
+  /** A changed password file or acl_file put into force. */
+  reloads: number;
+  /** A changed file that could not be used (unreadable, malformed): the old rules stay. */
+  reloadFailures: number;
+}
+
+/** What the broker takes from the `auth`, `limits`, `policies` and listener sections. */
 export interface BrokerSecurity {
   readonly authenticator: Authenticator;
   readonly authorizer: Authorizer;
   readonly limits: ClientLimits;
+  /** Per listener, user, group or client ID (`policies`); absent when there are none. */
+  readonly policy?: LimitPolicy;
+  readonly listenerLimits: Readonly<Record<string, ListenerLimits>>;
   readonly usernameFromCertificate?: string;
+  /** The password file and acl_file, re-read when they change or on `reload()`. */
+  readonly authFiles: AuthFiles;
 }
 
 /**
@@ -41,7 +69,8 @@ export interface BrokerSecurity {
 export function brokerSecurity(config: EdgeConfig, log: Logger): BrokerSecurity {
   const { auth, limits } = config;
   const brokerLog = log as unknown as BrokerLog;
-  const providers = authProviders(auth, log);
+  const passwords = auth.passwordFile === undefined ? undefined : new PasswordFileProvider(readPasswords(auth.passwordFile, 'auth.passwordFile', log));
+  const providers = authProviders(auth, passwords, log);
   let authenticator: Authenticator;
   if (providers.length === 0 && auth.allowAnonymous) {
     authenticator = allowAll;
@@ -53,30 +82,218 @@ export function brokerSecurity(config: EdgeConfig, log: Logger): BrokerSecurity 
       log: brokerLog,
     });
   }
-  const acl = auth.aclFile === undefined ? undefined : readAcl(auth.aclFile, auth.aclSubscribe, log);
+  const acl = auth.aclFile === undefined ? undefined : new ReloadableAcl(readAcl(auth.aclFile, auth.aclSubscribe, log));
+  const authFiles = new AuthFiles(auth, passwords, acl, log);
+  const clientLimits = toClientLimits(limits);
+  const policy = config.policies.length === 0 ? undefined : policyTable(config, clientLimits);
   log.info(
     {
       providers: providers.map((p) => p.name),
       allowAnonymous: auth.allowAnonymous,
       aclFile: auth.aclFile ?? null,
       usernameFromCertificate: auth.usernameFromCertificate ?? null,
-      limits: { maximumQoS: limits.maximumQoS, retain: limits.retain, maxPayloadSize: limits.maxPayloadSize ?? null, publishRate: limits.publishRate ?? null },
+      limits: clientLimits,
+      policies: config.policies.map((p, i) => p.name ?? `policies[${i}]`),
     },
     'security_configured',
   );
+  const listenerLimits: Record<string, ListenerLimits> = {};
+  for (const l of config.listeners) {
+    if (l.maxConnections !== undefined || l.connectionRate !== undefined) listenerLimits[l.name] = { maxConnections: l.maxConnections, connectionRate: l.connectionRate };
+  }
   return {
     authenticator,
     authorizer: authorizer(acl, auth.aclSubscribe),
-    limits: { retain: limits.retain, maxPayloadSize: limits.maxPayloadSize, publishRate: limits.publishRate },
+    limits: clientLimits,
+    ...(policy !== undefined ? { policy } : {}),
+    listenerLimits,
     ...(auth.usernameFromCertificate !== undefined ? { usernameFromCertificate: auth.usernameFromCertificate } : {}),
+    authFiles,
   };
+}
+
+function toClientLimits(limits: LimitsConfig): ClientLimits {
+  return {
+    maximumQoS: limits.maximumQoS,
+    retain: limits.retain,
+    maxPacketSize: limits.maxPacketSize,
+    maxPayloadSize: limits.maxPayloadSize,
+    publishRate: limits.publishRate,
+    maxInflight: limits.maxInflight,
+    maxQueued: limits.maxQueued,
+  };
+}
+
+function policyTable(config: EdgeConfig, defaults: ClientLimits): PolicyTable {
+  try {
+    return new PolicyTable({ defaults, policies: config.policies, groups: config.groups });
+  } catch (err) {
+    // the schema keeps values in range; what is left is a limit unusable once merged
+    throw new ConfigError('policies', (err as Error).message, 'fix that policy\'s limits', { cause: err });
+  }
+}
+
+/**
+ * The acl_file's rules, replaceable while clients are connected: a client's authorization
+ * re-reads them (and forgets its cached answers) at its first check after a reload, so the
+ * new rules apply from its next PUBLISH, SUBSCRIBE or delivery.
+ */
+class ReloadableAcl implements Authorizer {
+  private generation = 0;
+
+  constructor(private current: Acl) {}
+
+  get acl(): Acl {
+    return this.current;
+  }
+
+  replace(acl: Acl): void {
+    this.current = acl;
+    this.generation++;
+  }
+
+  forClient(identity: ClientIdentity | undefined, clientId: string): ClientAuthorization {
+    let generation = this.generation;
+    let inner = cachedAuthorization(this.current.forClient(identity, clientId));
+    return {
+      cached: true,
+      check: (action, topic) => {
+        if (generation !== this.generation) {
+          generation = this.generation;
+          inner = cachedAuthorization(this.current.forClient(identity, clientId));
+        }
+        return inner.check(action, topic);
+      },
+    };
+  }
+}
+
+/**
+ * The password file and the acl_file kept in force without a restart: re-read when they
+ * change (a watch on their directories, debounced, with a periodic stat for file systems
+ * without events) and on `reload()` (SIGHUP). A file that is unreadable or malformed (a line
+ * that does not parse, no users at all) leaves the rules in force and logs
+ * `auth_reload_failed`; a good one goes into force for the next CONNECT (passwords) or the
+ * next check (ACL), with `auth_reloaded`. Connected clients stay connected.
+ */
+export class AuthFiles {
+  readonly stats: AuthReloadStats = { reloads: 0, reloadFailures: 0 };
+  private readonly digests = new Map<string, string>();
+  private watcher: FileWatcher | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly auth: AuthConfig,
+    private readonly passwords: PasswordFileProvider | undefined,
+    private readonly acl: ReloadableAcl | undefined,
+    private readonly log: Logger,
+  ) {
+    // what start read is in force: a watch event for an unchanged file changes nothing
+    for (const path of this.files()) this.digests.set(path, digestOf(readFileSync(path)));
+  }
+
+  /** The files reloaded: the password file and the acl_file, those configured. */
+  files(): string[] {
+    return [...(this.passwords !== undefined ? [this.auth.passwordFile!] : []), ...(this.acl !== undefined ? [this.auth.aclFile!] : [])];
+  }
+
+  /** Watches the files until `stop()`; nothing to watch, nothing done. */
+  async watch(options: { debounceMs?: number; pollMs?: number } = {}): Promise<void> {
+    const files = this.files();
+    if (files.length === 0 || this.watcher !== undefined) return;
+    this.watcher = new FileWatcher(files, () => this.reload().then(() => undefined), {
+      ...options,
+      onWatchError: (dir, err) => this.log.warn({ dir, err: err.message }, 'auth_file_watch_failed'),
+    });
+    await this.watcher.start();
+  }
+
+  stop(): void {
+    this.watcher?.stop();
+    this.watcher = undefined;
+  }
+
+  /**
+   * Re-reads every file now (SIGHUP); one reload at a time. Resolves true when none failed;
+   * a file whose contents did not change is left as it is.
+   */
+  reload(): Promise<boolean> {
+    const next = this.queue.then(() => this.reloadNow());
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async reloadNow(): Promise<boolean> {
+    let ok = true;
+    if (this.passwords !== undefined) {
+      ok = (await this.reloadFile('auth.passwordFile', this.auth.passwordFile!, (text) => this.usePasswords(text))) && ok;
+    }
+    if (this.acl !== undefined) {
+      ok = (await this.reloadFile('auth.aclFile', this.auth.aclFile!, (text) => this.useAcl(text))) && ok;
+    }
+    return ok;
+  }
+
+  private async reloadFile(key: string, path: string, use: (text: string) => Record<string, unknown>): Promise<boolean> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (err) {
+      return this.failed(key, path, `cannot read (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+    const digest = digestOf(bytes);
+    if (digest === this.digests.get(path)) return true;
+    let fields: Record<string, unknown>;
+    try {
+      fields = use(bytes.toString('utf8'));
+    } catch (err) {
+      return this.failed(key, path, (err as Error).message);
+    }
+    this.digests.set(path, digest);
+    this.stats.reloads++;
+    this.log.info({ key, file: path, ...fields }, 'auth_reloaded');
+    return true;
+  }
+
+  private failed(key: string, path: string, reason: string): false {
+    this.stats.reloadFailures++;
+    this.log.error({ key, file: path, reason }, 'auth_reload_failed');
+    return false;
+  }
+
+  /** Stricter than at start: a line that does not parse may be a file caught half-written. */
+  private usePasswords(text: string): Record<string, unknown> {
+    const file = parsePasswordFile(text);
+    const problem = file.problems[0];
+    if (problem !== undefined) throw new Error(`line ${problem.line}: ${problem.problem}`);
+    if (file.users.size === 0) throw new Error('no users');
+    this.passwords!.replace(file);
+    return { users: file.users.size };
+  }
+
+  private useAcl(text: string): Record<string, unknown> {
+    let acl: Acl;
+    try {
+      acl = Acl.parse(text, { subscribe: this.auth.aclSubscribe });
+    } catch (err) {
+      if (err instanceof AclFileError) throw new Error(err.message);
+      throw err;
+    }
+    this.acl!.replace(acl);
+    const { users, patterns, anonymous } = acl.file;
+    return { users: users.size, patterns: patterns.length, anonymousRules: anonymous.length };
+  }
+}
+
+function digestOf(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /**
  * With an acl_file: its rules plus the rules tokens carry. Without one: every topic, except
  * for a client whose token carries an ACL claim, which gets exactly its claim.
  */
-function authorizer(acl: Acl | undefined, subscribe: AuthConfig['aclSubscribe']): Authorizer {
+function authorizer(acl: ReloadableAcl | undefined, subscribe: AuthConfig['aclSubscribe']): Authorizer {
   if (acl !== undefined) return acl;
   const claimsOnly = Acl.empty({ subscribe });
   return {
@@ -86,7 +303,7 @@ function authorizer(acl: Acl | undefined, subscribe: AuthConfig['aclSubscribe'])
 }
 
 /** In the order they are asked; each skips credentials that are not its kind. */
-function authProviders(auth: AuthConfig, log: Logger): AuthProvider[] {
+function authProviders(auth: AuthConfig, passwords: PasswordFileProvider | undefined, log: Logger): AuthProvider[] {
   const providers: AuthProvider[] = [];
   if (auth.usernameFromCertificate !== undefined) providers.push(new CertificateProvider());
   if (auth.deviceTokens !== undefined) {
@@ -95,7 +312,7 @@ function authProviders(auth: AuthConfig, log: Logger): AuthProvider[] {
   }
   if (auth.sharedAccess !== undefined) providers.push(sasProvider(auth.sharedAccess));
   if (auth.jwt !== undefined) providers.push(jwtProvider(auth.jwt));
-  if (auth.passwordFile !== undefined) providers.push(new PasswordFileProvider(readPasswords(auth.passwordFile, 'auth.passwordFile', log)));
+  if (passwords !== undefined) providers.push(passwords);
   return providers;
 }
 

@@ -190,8 +190,9 @@ describe('cluster backends', () => {
   });
 
   it('take NATS servers as a list or a comma-separated string from the environment', () => {
-    expect(parseConfig({ cluster: { nats: { servers: ['nats://a:4222'] } } }).cluster.nats?.servers).toEqual(['nats://a:4222']);
-    const config = loadConfig({ env: { FLEETMQ_CLUSTER__NATS__SERVERS: 'nats://a:4222, nats://b:4222' } });
+    const open = { allowAnonymous: true };
+    expect(parseConfig({ cluster: { nats: { servers: ['nats://a:4222'] } }, auth: open }).cluster.nats?.servers).toEqual(['nats://a:4222']);
+    const config = loadConfig({ env: { FLEETMQ_CLUSTER__NATS__SERVERS: 'nats://a:4222, nats://b:4222', FLEETMQ_AUTH__ALLOW_ANONYMOUS: 'true' } });
     expect(config.cluster.nats).toEqual({ servers: ['nats://a:4222', 'nats://b:4222'], reconnectTimeWait: 1000 });
   });
 
@@ -209,6 +210,32 @@ describe('cluster backends', () => {
 
   it('an empty server list is refused', () => {
     expect(errorOf(() => parseConfig({ cluster: { nats: { servers: [] } } })).key).toBe('cluster.nats.servers');
+  });
+
+  it.each([
+    ['NATS', { nats: { servers: ['nats://a:4222'] } }, 'cluster.nats'],
+    ['Redis', { redis: { url: 'redis://r:6379' } }, 'cluster.redis'],
+  ])('with %s and no auth provider, refuse to start unless auth.allowAnonymous: true says so', (_name, cluster, key) => {
+    const err = errorOf(() => parseConfig({ cluster }));
+    expect(err.key).toBe('auth.allowAnonymous');
+    expect(err.message).toContain(`${key} is configured with no auth provider`);
+    expect(err.hint).toContain('auth.passwordFile');
+    expect(err.hint).toContain('set auth.allowAnonymous: true');
+    expect(parseConfig({ cluster, auth: { allowAnonymous: true } }).auth.allowAnonymous).toBe(true);
+    // a provider: anonymous is off, nothing to refuse
+    expect(parseConfig({ cluster, auth: { passwordFile: '/etc/fleetmq/passwd' } }).auth.allowAnonymous).toBe(false);
+    // said explicitly off with no provider: nobody gets in, but by decision, not by accident
+    expect(parseConfig({ cluster, auth: { allowAnonymous: false } }).auth.allowAnonymous).toBe(false);
+  });
+
+  it('the environment says it as well: FLEETMQ_AUTH__ALLOW_ANONYMOUS=true', () => {
+    const env = { FLEETMQ_CLUSTER__REDIS__URL: 'redis://r:6379' };
+    expect(errorOf(() => loadConfig({ env })).key).toBe('auth.allowAnonymous');
+    expect(loadConfig({ env: { ...env, FLEETMQ_AUTH__ALLOW_ANONYMOUS: 'true' } }).auth.allowAnonymous).toBe(true);
+  });
+
+  it('one node alone (DynamoDB included) stays open like Mosquitto on localhost', () => {
+    expect(loadConfig({ env: { FLEETMQ_DYNAMODB__ENDPOINT: 'http://localhost:8000' } }).auth.allowAnonymous).toBe(true);
   });
 });
 
@@ -313,9 +340,9 @@ describe('auth and limits', () => {
     expect(errorOf(() => parseConfig({ limits: { publishRate: { perSecond: 1, burst: 0.5 } } })).key).toBe('limits.publishRate.burst');
   });
 
-  it('one maximum QoS: the lower of mqtt.maximumQoS and limits.maximumQoS, shown in both', () => {
+  it('maximum QoS: mqtt.maximumQoS is the ceiling (policies may not pass it); limits.maximumQoS shows what applies', () => {
     const a = parseConfig({ limits: { maximumQoS: 1 } });
-    expect([a.mqtt.maximumQoS, a.limits.maximumQoS]).toEqual([1, 1]);
+    expect([a.mqtt.maximumQoS, a.limits.maximumQoS]).toEqual([2, 1]);
     const b = parseConfig({ mqtt: { maximumQoS: 0 }, limits: { maximumQoS: 2 } });
     expect([b.mqtt.maximumQoS, b.limits.maximumQoS]).toEqual([0, 0]);
   });
@@ -337,5 +364,47 @@ describe('auth and limits', () => {
     expect(shown).not.toContain('cG9s');
     expect(redactSecrets(config).auth.sharedAccess?.keys).toEqual({ 'dev-1': '[redacted]' });
     expect(config.auth.jwt?.secret).toBe('s'.repeat(40)); // the config itself is unchanged
+  });
+});
+
+describe('policies and connection limits', () => {
+  const listeners = [
+    { type: 'tcp', name: 'public', port: 1883, maxConnections: 1000, connectionRate: { perSecond: 50 } },
+    { type: 'tcp', name: 'internal', port: 1884 },
+  ];
+
+  it('take limits per listener, user, group and client ID, with bursts filled in', () => {
+    const config = parseConfig({
+      listeners,
+      groups: { gateways: ['gw-1'] },
+      policies: [
+        { name: 'gateways', match: { groups: ['gateways'] }, limits: { maxInflight: 100, publishRate: { perSecond: 2.5 } } },
+        { match: { listeners: ['public'], clientIds: ['sensor-*'] }, limits: { maximumQoS: 1, maxPacketSize: 4096, maxQueued: 10, retain: 'stripped' } },
+      ],
+    });
+    expect(config.listeners[0]).toMatchObject({ name: 'public', maxConnections: 1000, connectionRate: { perSecond: 50, burst: 50 } });
+    expect(config.listeners[1]!.connectionRate).toBeUndefined();
+    expect(config.groups).toEqual({ gateways: ['gw-1'] });
+    expect(config.policies[0]!.limits).toEqual({ maxInflight: 100, publishRate: { perSecond: 2.5, burst: 3 } });
+    expect(config.policies[1]!.match).toEqual({ listeners: ['public'], clientIds: ['sensor-*'] });
+    expect(parseConfig({}).policies).toEqual([]);
+  });
+
+  it('errors name the key and the fix', () => {
+    const noMatch = errorOf(() => parseConfig({ policies: [{ match: {}, limits: { maxQueued: 1 } }] }));
+    expect(noMatch.key).toBe('policies[0].match');
+    expect(noMatch.message).toContain('give listeners, users, groups or clientIds');
+    const listener = errorOf(() => parseConfig({ listeners, policies: [{ match: { listeners: ['publik'] }, limits: {} }] }));
+    expect(listener.key).toBe('policies[0].match.listeners[0]');
+    expect(listener.hint).toBe('use one of public, internal (listeners[].name)');
+    expect(parseConfig({ listeners, policies: [{ match: { listeners: ['pub*'] }, limits: {} }] }).policies).toHaveLength(1);
+    const unknown = errorOf(() => parseConfig({ policies: [{ match: { users: ['a'] }, limits: { maxInflights: 3 } }] }));
+    expect(unknown.key).toBe('policies[0].limits.maxInflights');
+    expect(unknown.hint).toBe('did you mean maxInflight?');
+    const qos = errorOf(() => parseConfig({ policies: [{ match: { users: ['a'] }, limits: { maximumQoS: 3 } }] }));
+    expect(qos.message).toContain('3 is invalid'); // policy values are shown: they are not secrets
+    expect(qos.hint).toBe('use 0, 1 or 2');
+    expect(errorOf(() => parseConfig({ listeners: [{ type: 'tcp', port: 1, maxConnections: 0 }] })).key).toBe('listeners[0].maxConnections');
+    expect(errorOf(() => parseConfig({ listeners: [{ type: 'tcp', port: 1, connectionRate: { perSecond: 0 } }] })).hint).toContain('new connections per second');
   });
 });

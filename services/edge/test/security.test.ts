@@ -11,7 +11,7 @@ import { SignJWT } from 'jose';
 import type { IDisconnectPacket, MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken, hashPassword } from '@fleetmq/auth';
-import type { ClientInfo, ConnectionInfo } from '@fleetmq/broker';
+import { defaultClientLimits, type ClientInfo, type ConnectionInfo } from '@fleetmq/broker';
 import { ConfigError } from '@fleetmq/protocol';
 import { makePki, type TestPki } from '@fleetmq/testkit';
 import { parseConfig } from '../src/config.js';
@@ -288,7 +288,9 @@ describe('brokerSecurity: building the chain and the ACL from config', () => {
     const s = brokerSecurity(parseConfig({}), log);
     expect(await s.authenticator.authenticate(client({}))).toEqual({ ok: true });
     expect(s.authorizer.forClient(undefined, 'c', info).check('publish', 'any/topic')).toBe(true);
-    expect(s.limits).toEqual({ retain: 'allowed', maxPayloadSize: undefined, publishRate: undefined });
+    expect(s.limits).toEqual({ ...defaultClientLimits });
+    expect(s.policy).toBeUndefined();
+    expect(s.listenerLimits).toEqual({});
     expect(s.usernameFromCertificate).toBeUndefined();
   });
 
