@@ -66,6 +66,7 @@ export class Broker implements ChannelContext {
     messagesOut: [0, 0, 0],
     bytesIn: 0,
     bytesOut: 0,
+    connectsRefused: new Map(),
     dropped: { queueFull: 0, expired: 0, tooLarge: 0, publishFailed: 0, slowConsumer: 0 },
     protocolErrors: 0,
     auth: { accepted: 0, refused: 0, expired: 0 },

@@ -14,7 +14,7 @@ import { createLogger } from '../src/logger.js';
 import { startNode, type RunningNode } from '../src/main.js';
 import { adminCli } from '../src/ops/admin-cli.js';
 import { Inbox, connectMqtt, createMqtt, endMqttClients, once } from '../../../test/support/clients.js';
-import { Ops, sampleOf, type Samples } from './ops-support.js';
+import { Ops, sampleKey, sampleOf, type Samples } from './ops-support.js';
 
 const TOKEN = 'ops-test-admin-token-0123456789';
 const USERS = { alice: 'alice-pw', bob: 'bob-pw' } as const;
@@ -49,6 +49,7 @@ const CONTRACT_METRICS = [
   'fleetmq_draining',
   'fleetmq_tls_certificate_reloads_total',
   'process_cpu_user_seconds_total',
+  'process_cpu_seconds_total',
   'process_resident_memory_bytes',
   'nodejs_eventloop_lag_seconds',
   'nodejs_heap_size_used_bytes',
@@ -81,8 +82,9 @@ async function start(overrides: Record<string, unknown>): Promise<RunningNode> {
   return startNode(config, createLogger(config.log.level, process.stderr));
 }
 
+/** How much a counter grew; a labelled series that did not exist before counts from 0. */
 function delta(before: Samples, after: Samples, name: string, labels: Record<string, string | number> = {}): number {
-  return sampleOf(after, name, labels) - sampleOf(before, name, labels);
+  return sampleOf(after, name, labels) - (before.get(sampleKey(name, labels)) ?? 0);
 }
 
 describe('ops server of a running node', () => {
@@ -189,6 +191,8 @@ describe('ops server of a running node', () => {
     expect(delta(before, after, 'fleetmq_auth_attempts_total', { result: 'refused' })).toBe(2);
     expect(delta(before, after, 'fleetmq_auth_attempts_total', { result: 'throttled' })).toBe(0);
     expect(delta(before, after, 'fleetmq_protocol_errors_total')).toBe(2);
+    expect(delta(before, after, 'fleetmq_connections_refused_total', { listener: 'tcp', reason: 'bad_user_name_or_password' })).toBe(2);
+    expect(delta(before, after, 'fleetmq_connections_refused_total', { listener: 'tcp', reason: 'connections' })).toBe(0);
     expect(delta(before, after, 'fleetmq_limit_hits_total', { limit: 'payload_size' })).toBe(1);
     expect(delta(before, after, 'fleetmq_authz_denied_total', { action: 'publish' })).toBe(1);
   });
@@ -411,6 +415,8 @@ describe('ops server without an admin token, with a failure throttle', () => {
     expect(sampleOf(samples, 'fleetmq_auth_attempts_total', { result: 'refused' })).toBe(1);
     expect(sampleOf(samples, 'fleetmq_auth_attempts_total', { result: 'throttled' })).toBe(1);
     expect(sampleOf(samples, 'fleetmq_auth_attempts_total', { result: 'accepted' })).toBe(0);
+    expect(sampleOf(samples, 'fleetmq_connections_refused_total', { listener: 'tcp', reason: 'bad_user_name_or_password' })).toBe(1);
+    expect(sampleOf(samples, 'fleetmq_connections_refused_total', { listener: 'tcp', reason: 'connection_rate' })).toBe(1);
   });
 });
 

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { Backend } from '@fleetmq/protocol';
+import { ReasonCode, reasonName, type Backend } from '@fleetmq/protocol';
 import type { Broker, BrokerPorts } from '@fleetmq/broker';
 import type { Listener } from '@fleetmq/transport';
 import { LATENCY_BUCKETS, type BackendTimings } from './backend-timings.js';
@@ -86,12 +86,17 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   counter('fleetmq_connections_accepted_total', 'Connections each listener accepted (TCP, TLS or WebSocket)', ['listener'], () =>
     [...source.accepted].map(([listener, c]) => [{ listener }, c.count] as const),
   );
-  counter('fleetmq_connections_refused_total', 'Connections a listener refused at CONNECT, by reason (connections, connection_rate)', ['listener', 'reason'], () => {
-    const refused = (stats as { connectionsRefused?: Record<string, Counts<'connections' | 'connectionRate'>> }).connectionsRefused ?? {};
-    return Object.entries(refused).flatMap(([listener, r]) => [
-      [{ listener, reason: 'connections' }, r.connections ?? 0] as const,
-      [{ listener, reason: 'connection_rate' }, r.connectionRate ?? 0] as const,
-    ]);
+  counter('fleetmq_connections_refused_total', 'CONNECTs refused with a CONNACK, by listener and reason (connections, connection_rate, not_authorized, …)', ['listener', 'reason'], () => {
+    const values: (readonly [Labels, number])[] = [];
+    for (const l of source.listeners) {
+      const byCode = stats.connectsRefused.get(l.name);
+      // the listener limits' reasons always exist, so that rate() sees their first refusal
+      for (const code of [ReasonCode.QuotaExceeded, ReasonCode.ConnectionRateExceeded]) values.push([{ listener: l.name, reason: refusalReason(code) }, byCode?.[code] ?? 0]);
+      byCode?.forEach((n, code) => {
+        if (n > 0 && code !== ReasonCode.QuotaExceeded && code !== ReasonCode.ConnectionRateExceeded) values.push([{ listener: l.name, reason: refusalReason(code) }, n]);
+      });
+    }
+    return values;
   });
   gauge('fleetmq_sessions', 'Sessions this node holds: connected, or detached (persistent, client offline)', ['state'], () => [
     [{ state: 'connected' }, broker.registry.connectedCount],
@@ -177,6 +182,16 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
     }),
   );
   return registry;
+}
+
+/**
+ * A CONNACK reason code as a label: 0x97 (the listener's connection limit) `connections`, 0x9F
+ * (connection rate, or a throttled source) `connection_rate`, others their name in snake case.
+ */
+function refusalReason(code: number): string {
+  if (code === ReasonCode.QuotaExceeded) return 'connections';
+  if (code === ReasonCode.ConnectionRateExceeded) return 'connection_rate';
+  return reasonName(code).replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/[()]/g, '').toLowerCase();
 }
 
 /** 1/0 per configured backend: its adapter's `ready` where it has one, else its last request's outcome. */
