@@ -174,8 +174,7 @@ export class FleetmqChart extends Chart {
       metadata: { name: `${name}-edge`, labels: edgeLabels },
       spec: {
         selector: { matchLabels: edgeLabels },
-        // the HPA owns the replica count from here on
-        replicas: replicas.min,
+        // no replicas: the HPA owns the count (a value here would reset it on every apply)
         strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(1), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
         template: {
           metadata: {
