@@ -216,7 +216,7 @@ export class FleetmqAwsStack extends Stack {
     this.edgeService = new ecs.FargateService(this, 'Edge', {
       cluster,
       taskDefinition: edgeTask,
-      desiredCount: minTasks,
+      // no desiredCount: autoscaling owns it (a value here would reset it on every deploy)
       securityGroups: [edgeSg],
       // rolling upgrade: start new tasks first, drain old ones after
       minHealthyPercent: 100,

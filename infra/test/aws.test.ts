@@ -61,7 +61,9 @@ describe('AWS stack: edge service', () => {
     expect(c.PortMappings.map((p: { ContainerPort: number }) => p.ContainerPort)).toEqual([1883, 8083, 8081]);
     template.hasResourceProperties('AWS::ECS::Service', {
       LaunchType: 'FARGATE',
-      DesiredCount: 2,
+      // autoscaling owns the count: a DesiredCount would reset it on every deploy
+      DesiredCount: Match.absent(),
+      LoadBalancers: Match.arrayWith([Match.objectLike({ ContainerName: 'edge', ContainerPort: 1883 }), Match.objectLike({ ContainerName: 'edge', ContainerPort: 8083 })]),
       DeploymentConfiguration: Match.objectLike({ MinimumHealthyPercent: 100, MaximumPercent: 200, DeploymentCircuitBreaker: { Enable: true, Rollback: true } }),
     });
   });
