@@ -100,11 +100,6 @@ export interface ChannelStats {
   /** Bytes read from and written to client connections (the transport counts them). */
   bytesIn: number;
   bytesOut: number;
-  /**
-   * CONNECTs refused with a CONNACK, by listener, then by reason code (an array of 256):
-   * `fleetmq_connections_refused_total{listener, reason}`.
-   */
-  connectsRefused: Map<string, number[]>;
   /** Deliveries dropped: queue full, expired, too large for the client, or refused by the bus. */
   dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number; slowConsumer: number };
   protocolErrors: number;
@@ -206,7 +201,8 @@ export class Channel implements LiveChannel {
   session: Session | undefined;
   readonly online = true;
 
-  private log: BrokerLog;
+  /** The client's child logger, made on first use (one per idle connection costs memory). */
+  private logger: BrokerLog | undefined;
   /** Client's Receive Maximum: most outgoing QoS 1/2 messages unacknowledged at once. */
   private sendQuota = 65535;
   private clientTopicAliasMax = 0;
@@ -216,6 +212,8 @@ export class Channel implements LiveChannel {
   /** Cleared by a normal DISCONNECT (0x00): the will is not published then. */
   private publishWillOnClose = true;
   private takenOver = false;
+  /** QoS 1 PUBLISH packets handed to the bus and not yet acknowledged, oldest first. */
+  private pendingAcks: PendingAck[] | undefined;
   /** Session Expiry Interval the CONNECT asked for, before the server maximum. */
   private connectExpiry = 0;
   private username: string | undefined;
@@ -246,7 +244,6 @@ export class Channel implements LiveChannel {
     /** Set when the listener refused this connection: its CONNECT is answered with the refusal. */
     private readonly refusal?: ConnectionRefusal,
   ) {
-    this.log = ctx.log;
     this.limits = ctx.limits;
     this.maxQoS = ctx.options.maximumQoS;
     this.receiveMaximum = ctx.options.receiveMaximum;
@@ -353,7 +350,7 @@ export class Channel implements LiveChannel {
       assigned = true;
     }
     this.clientId = clientId;
-    this.log = this.ctx.log.child({ clientId });
+    this.logger = undefined; // the next line logged names the client
 
     if (packet.will !== undefined) {
       if (!isValidTopicName(packet.will.topic)) return this.refuseConnect(ReasonCode.TopicNameInvalid, 'will topic invalid');
@@ -544,10 +541,6 @@ export class Channel implements LiveChannel {
 
   private refuseConnect(reasonCode: number, reason: string, v3ReturnCode = toV3ConnackCode(reasonCode)): void {
     this.ctx.stats.protocolErrors++;
-    const refused = this.ctx.stats.connectsRefused;
-    let byCode = refused.get(this.info.listener);
-    if (byCode === undefined) refused.set(this.info.listener, (byCode = new Array<number>(256).fill(0)));
-    byCode[reasonCode & 0xff]!++;
     this.log.info({ reasonCode, reason, remoteAddress: this.info.remoteAddress }, 'connect_refused');
     if (this.protocolVersion === 5) {
       this.sink.send({
@@ -713,17 +706,54 @@ export class Channel implements LiveChannel {
       });
       return;
     }
+    if (qos === 1) return this.pipelinePublish(message, packetId);
     return this.ctx.publish(message).then(
       () => {
-        if (qos === 1) {
-          this.sink.send({ cmd: 'puback', messageId: packetId });
-        } else {
-          session.awaitingRel.add(packetId);
-          this.sink.send({ cmd: 'pubrec', messageId: packetId });
-        }
+        session.awaitingRel.add(packetId);
+        this.sink.send({ cmd: 'pubrec', messageId: packetId });
       },
       (err: unknown) => this.refusePublish(err, qos, packetId, topic),
     );
+  }
+
+  /**
+   * A QoS 1 PUBLISH does not hold up the next packet: the bus confirms the PUBLISH packets of
+   * one read together (one NATS flush), and PUBACKs go out in the order the PUBLISH packets
+   * came [MQTT-4.6.0-2]. Reading stops while more than the Receive Maximum wait. (QoS 2 stays
+   * one at a time: a resend must find the first copy in awaitingRel [MQTT-4.3.3-10].)
+   */
+  private pipelinePublish(message: Message, packetId: number): void | Promise<void> {
+    const acks = (this.pendingAcks ??= []);
+    const ack: PendingAck = { packetId, topic: message.topic, settled: false, error: undefined };
+    acks.push(ack);
+    const done = this.ctx.publish(message).then(
+      () => {
+        ack.settled = true;
+        this.flushAcks();
+      },
+      (err: unknown) => {
+        ack.settled = true;
+        ack.error = err ?? new Error('publish refused');
+        this.flushAcks();
+      },
+    );
+    return acks.length >= this.ctx.options.receiveMaximum ? done : undefined;
+  }
+
+  /** Sends the PUBACKs (or refusals) of the oldest settled QoS 1 publishes, in order. */
+  private flushAcks(): void {
+    const acks = this.pendingAcks!;
+    try {
+      while (acks.length > 0 && acks[0]!.settled) {
+        const ack = acks.shift()!;
+        if (ack.error === undefined) this.sink.send({ cmd: 'puback', messageId: ack.packetId });
+        else this.refusePublish(ack.error, 1, ack.packetId, ack.topic);
+      }
+    } catch (err) {
+      // a throw is a bug: this one client goes, the process stays
+      this.log.error({ err }, 'channel_error');
+      this.disconnect(ReasonCode.UnspecifiedError, 'internal error');
+    }
   }
 
   /**
@@ -861,7 +891,11 @@ export class Channel implements LiveChannel {
   ): boolean {
     let topic = message.topic;
     let properties: IPublishPacket['properties'];
-    if (this.protocolVersion === 5) {
+    if (this.protocolVersion === 5 && message.expiresAt === undefined && subscriptionIds === undefined && this.clientTopicAliasMax === 0) {
+      // nothing differs per subscriber: the message's own properties object, so that the
+      // transport encodes the PUBLISH once for every subscriber that gets the same bytes
+      properties = message.properties;
+    } else if (this.protocolVersion === 5) {
       properties = { ...message.properties };
       const remaining = remainingExpirySeconds(message, Date.now());
       if (remaining !== undefined) properties.messageExpiryInterval = remaining; // [MQTT-3.3.2-6]
@@ -1137,9 +1171,21 @@ export class Channel implements LiveChannel {
     return { session, will };
   }
 
+  private get log(): BrokerLog {
+    return (this.logger ??= this.clientId === '' ? this.ctx.log : this.ctx.log.child({ clientId: this.clientId }));
+  }
+
   get user(): string | undefined {
     return this.username;
   }
+}
+
+/** A QoS 1 PUBLISH waiting for the bus; `error` once it was refused. */
+interface PendingAck {
+  readonly packetId: number;
+  readonly topic: string;
+  settled: boolean;
+  error: unknown;
 }
 
 function toBuffer(payload: string | Buffer | undefined): Buffer {

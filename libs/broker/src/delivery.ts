@@ -19,11 +19,20 @@ export function seenKey(message: Message, shared: string | undefined): string {
 }
 
 /**
+ * The deliveries without subscription identifiers, one per (QoS, retain), shared by every
+ * client they go to and frozen: a fan-out allocates nothing per subscriber for them.
+ */
+const PLAIN: readonly Delivery[] = [0, 1, 2, 0, 1, 2].map((qos, i) =>
+  Object.freeze({ qos: qos as QoS, retain: i >= 3, subscriptionIds: undefined }),
+);
+
+/**
  * Folds one matching subscription into a delivery. Overlapping subscriptions give one
  * delivery with the maximum granted QoS and every subscription identifier
  * [MQTT-3.3.4-2, MQTT-3.3.4-3]; retain is kept if any subscription has Retain As Published.
  * No Local subscriptions skip the publisher's own messages [MQTT-3.8.3-3].
- * Returns the delivery (created or updated), or the input when the subscription does not apply.
+ * Returns the delivery (created or updated), or the input when the subscription does not apply;
+ * a delivery may be shared and frozen, so callers use the result and never change it.
  */
 export function addMatch(
   delivery: Delivery | undefined,
@@ -35,12 +44,10 @@ export function addMatch(
   const qos = (options.qos < message.qos ? options.qos : message.qos) as QoS;
   const retain = options.retainAsPublished && message.retain;
   if (delivery === undefined) {
-    return {
-      qos,
-      retain,
-      subscriptionIds: options.subscriptionId !== undefined ? [options.subscriptionId] : undefined,
-    };
+    if (options.subscriptionId === undefined) return PLAIN[retain ? qos + 3 : qos];
+    return { qos, retain, subscriptionIds: [options.subscriptionId] };
   }
+  if (Object.isFrozen(delivery)) delivery = { qos: delivery.qos, retain: delivery.retain, subscriptionIds: undefined };
   if (qos > delivery.qos) delivery.qos = qos;
   if (retain) delivery.retain = true;
   if (options.subscriptionId !== undefined) {

@@ -29,9 +29,23 @@ interface SharedGroup {
   next: number;
 }
 
+/** What a topic matches on this node: kept per topic until the subscriptions change. */
+interface TopicMatch {
+  /** The matching filter whose bus copy is the one used (see LocalRouter). */
+  readonly canonical: string | undefined;
+  /** The entries (client → options) of every matching filter; live maps of the trie. */
+  readonly entries: readonly ReadonlyMap<string, SubscriptionOptions>[];
+}
+
+/** Topics whose matches are kept; the cache starts afresh when full (hot topics come back first). */
+export const MATCH_CACHE_LIMIT = 4096;
+
 export interface RouterStats {
   /** Messages received from the bus (every copy). */
   busMessages: number;
+  /** Topic matches answered from the cache, and computed from the trie. */
+  matchCacheHits: number;
+  matchCacheMisses: number;
   /** Copies ignored because another bus subscription of this node carries the same message. */
   busDuplicates: number;
   /** Messages delivered to subscribers on this node (one per client per message). */
@@ -54,7 +68,13 @@ export class LocalRouter {
   private readonly shared = new Map<string, SharedGroup>();
   private readonly interest = new Map<string, BusInterest>();
   private readonly subscribers = new Map<string, Subscriber>();
-  readonly stats: RouterStats = { busMessages: 0, busDuplicates: 0, deliveries: 0 };
+  /**
+   * Topic → what it matches, bounded by MATCH_CACHE_LIMIT; emptied whenever a filter or a bus
+   * interest comes or goes (the entries maps themselves are live, so a client joining a
+   * filter that exists needs no invalidation).
+   */
+  private readonly matches = new Map<string, TopicMatch>();
+  readonly stats: RouterStats = { busMessages: 0, matchCacheHits: 0, matchCacheMisses: 0, busDuplicates: 0, deliveries: 0 };
 
   constructor(private readonly bus: MessageBus) {}
 
@@ -87,11 +107,14 @@ export class LocalRouter {
     const shared = parseSharedFilter(filter);
     if (shared === 'invalid') throw new Error(`invalid shared filter ${filter}`);
     if (shared === null) {
-      this.trie.add(filter, clientId, options);
+      if (this.trie.add(filter, clientId, options)) this.matches.clear();
       try {
         await this.ensureInterest(filter, filter, undefined);
       } catch (err) {
-        if (this.trie.remove(filter, clientId)) await this.dropInterest(filter);
+        if (this.trie.remove(filter, clientId)) {
+          this.matches.clear();
+          await this.dropInterest(filter);
+        }
         throw err;
       }
       return;
@@ -118,7 +141,10 @@ export class LocalRouter {
       await this.dropInterest(filter);
       return;
     }
-    if (this.trie.remove(filter, clientId)) await this.dropInterest(filter);
+    if (this.trie.remove(filter, clientId)) {
+      this.matches.clear();
+      await this.dropInterest(filter);
+    }
   }
 
   private async ensureInterest(key: string, filter: string, group: string | undefined): Promise<void> {
@@ -138,6 +164,7 @@ export class LocalRouter {
         }
         interest.subscription = subscription;
         interest.active = true;
+        this.matches.clear();
       },
       (err: unknown) => {
         if (this.interest.get(key) === interest) this.interest.delete(key);
@@ -153,21 +180,35 @@ export class LocalRouter {
     if (interest === undefined) return;
     this.interest.delete(key);
     interest.active = false;
+    this.matches.clear();
     if (interest.subscription !== undefined) await interest.subscription.unsubscribe();
   }
 
-  private onBusMessage(viaFilter: string, message: Message): void {
-    this.stats.busMessages++;
-    const filters: string[] = [];
+  /** What `topic` matches: from the cache, or from the trie (and then cached). */
+  private matchOf(topic: string): TopicMatch {
+    const cached = this.matches.get(topic);
+    if (cached !== undefined) {
+      this.stats.matchCacheHits++;
+      return cached;
+    }
+    this.stats.matchCacheMisses++;
     const entries: ReadonlyMap<string, SubscriptionOptions>[] = [];
     let canonical: string | undefined;
-    this.trie.match(message.topic, (filter, e) => {
-      filters.push(filter);
+    this.trie.match(topic, (filter, e) => {
       entries.push(e);
       if ((canonical === undefined || filter < canonical) && this.interest.get(filter)?.active === true) {
         canonical = filter;
       }
     });
+    if (this.matches.size >= MATCH_CACHE_LIMIT) this.matches.clear();
+    const match: TopicMatch = { canonical, entries };
+    this.matches.set(topic, match);
+    return match;
+  }
+
+  private onBusMessage(viaFilter: string, message: Message): void {
+    this.stats.busMessages++;
+    const { canonical, entries } = this.matchOf(message.topic);
     if (canonical !== viaFilter) {
       this.stats.busDuplicates++;
       return;

@@ -15,7 +15,8 @@ export class MessageQueue<T> {
     private maxLength: number,
     readonly policy: DropPolicy,
   ) {
-    this.items = new Array<T | undefined>(Math.min(Math.max(maxLength, 1), 16));
+    // no slots until the first item: most sessions never queue anything
+    this.items = [];
   }
 
   /** Most items held; beyond it the drop policy applies. */
@@ -90,7 +91,7 @@ export class MessageQueue<T> {
   }
 
   clear(): void {
-    this.items = new Array<T | undefined>(Math.min(Math.max(this.limit, 1), 16));
+    this.items = [];
     this.head = 0;
     this.count = 0;
   }
@@ -102,7 +103,7 @@ export class MessageQueue<T> {
   }
 
   private grow(): void {
-    const next = new Array<T | undefined>(this.items.length * 2);
+    const next = new Array<T | undefined>(Math.max(this.items.length * 2, 8));
     for (let i = 0; i < this.count; i++) next[i] = this.items[(this.head + i) % this.items.length];
     this.items = next;
     this.head = 0;

@@ -1,7 +1,8 @@
 import type { Duplex } from 'node:stream';
-import mqtt, { type Packet, type Parser } from 'mqtt-packet';
+import mqtt, { type Packet } from 'mqtt-packet';
 import { ReasonCode, type ProtocolVersion } from '@fleetmq/protocol';
 import type { Broker, BrokerLog, Channel, ChannelSink, ConnectionInfo } from '@fleetmq/broker';
+import { encodePublish, encodeShortAck, parseFrames, readFixedHeader, wholeSize, type FrameSink } from './frame.js';
 import { checkPacket } from './packet-rules.js';
 
 export interface ConnectionOptions {
@@ -19,9 +20,6 @@ export interface ConnectionOptions {
   readonly connectTimeout: number;
 }
 
-/** Acknowledgements that have a short MQTT 5 form (packet ID only). */
-const SHORT_ACKS: ReadonlySet<string> = new Set(['puback', 'pubrec', 'pubrel', 'pubcomp']);
-
 /** Unread output beyond this many times outputBufferLimit closes the connection at once. */
 const HARD_LIMIT_FACTOR = 4;
 const DEFAULT_SLOW_CONSUMER_TIMEOUT = 30_000;
@@ -29,8 +27,24 @@ const DEFAULT_SLOW_CONSUMER_TIMEOUT = 30_000;
 /** Packets parsed while the channel is busy; past this many the socket stops being read. */
 const PENDING_HIGH_WATER = 64;
 
-function varIntLength(n: number): number {
-  return n < 128 ? 1 : n < 16_384 ? 2 : n < 2_097_152 ? 3 : 4;
+/** mqtt-packet's encoder options, one object per protocol version. */
+const GENERATE_OPTIONS: Readonly<Record<ProtocolVersion, { protocolVersion: ProtocolVersion }>> = {
+  3: { protocolVersion: 3 },
+  4: { protocolVersion: 4 },
+  5: { protocolVersion: 5 },
+};
+
+/**
+ * Streams with output written this turn of the event loop: corked at their first write,
+ * uncorked together in one nextTick, so that what a turn writes to a client goes out in one
+ * system call (writev) and a fan-out schedules one callback, not one per subscriber.
+ */
+let corked: Connection[] = [];
+
+function uncorkAll(): void {
+  const connections = corked;
+  corked = [];
+  for (const connection of connections) connection.uncork();
 }
 
 /**
@@ -38,19 +52,22 @@ function varIntLength(n: number): number {
  * and writer, backpressure, size limits, keep alive and the connect timeout. It feeds the
  * channel one packet at a time, in order, waiting when the channel says so.
  */
-export class Connection implements ChannelSink {
+export class Connection implements ChannelSink, FrameSink {
   readonly channel: Channel;
-  private readonly parser: Parser;
-  private readonly pending: Packet[] = [];
+  /** mqtt-packet's settings for this connection (the CONNECT, once parsed), lent to the shared parser. */
+  parserSettings: object = {};
+  /** The chunks of a packet that has not fully arrived, their length, and the length it needs. */
+  private partial: Buffer[] | undefined;
+  private partialLength = 0;
+  private partialNeeded = 0;
+  /** Packets parsed while the channel was busy (created on first need). */
+  private pending: Packet[] | undefined;
   private busy = false;
   private paused = false;
   private closed = false;
   private corked = false;
   private protocolVersion: ProtocolVersion = 4;
-  private generateOptions: { protocolVersion: ProtocolVersion } = { protocolVersion: 4 };
   private maxOutgoing = Number.POSITIVE_INFINITY;
-  /** Largest packet accepted: the node's maximum, or the client's policy once CONNECT set it. */
-  private maxIncoming: number;
   private keepAliveMs = 0;
   private lastActivity = Date.now();
   private timer: NodeJS.Timeout | undefined;
@@ -68,11 +85,7 @@ export class Connection implements ChannelSink {
     log: BrokerLog,
   ) {
     this.log = log;
-    this.maxIncoming = options.maxPacketSize;
     this.channel = broker.createChannel(this, info);
-    this.parser = mqtt.parser();
-    this.parser.on('packet', (packet: Packet) => this.onPacket(packet));
-    this.parser.on('error', (err: Error) => this.onParseError(err));
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', (err: Error) => {
       this.closeReason = 'socket_error';
@@ -90,23 +103,59 @@ export class Connection implements ChannelSink {
     this.bytesIn += chunk.length;
     this.broker.stats.bytesIn += chunk.length;
     this.lastActivity = Date.now();
-    this.parser.parse(chunk);
-    // a packet still arriving: refuse it as soon as its header says it is too large
-    const partial = (this.parser as unknown as { packet: { length: number } }).packet.length;
-    if (!this.closed && partial > 0 && this.wholeSize(partial) > this.maxIncoming) this.tooLarge(partial);
+    let buf = chunk;
+    if (this.partial !== undefined) {
+      // a large packet is joined once, when all of it is here
+      this.partial.push(chunk);
+      this.partialLength += chunk.length;
+      if (this.partialLength < this.partialNeeded) return;
+      buf = Buffer.concat(this.partial, this.partialLength);
+      this.partial = undefined;
+    }
+    // whole packets go to the parser together; the start of the next one waits for the rest
+    let end = 0;
+    let needed = 0;
+    while (end < buf.length) {
+      const header = readFixedHeader(buf, end);
+      if (header === undefined) break;
+      if (header === -1) {
+        // a fifth length byte: mqtt-packet says why
+        parseFrames(this, buf.subarray(end));
+        if (!this.closed) this.refuse(ReasonCode.MalformedPacket, 'malformed packet: invalid remaining length', undefined);
+        return;
+      }
+      // a packet still arriving is refused as soon as its header says it is too large
+      if (wholeSize(header.remaining) > this.options.maxPacketSize) {
+        if (end > 0) parseFrames(this, buf.subarray(0, end));
+        if (!this.closed) this.tooLarge(header.remaining);
+        return;
+      }
+      const next = end + header.headerSize + header.remaining;
+      if (next > buf.length) {
+        needed = next - end;
+        break;
+      }
+      end = next;
+    }
+    if (end < buf.length) {
+      // copied: a view would keep the whole chunk alive
+      this.partial = [Buffer.from(buf.subarray(end))];
+      this.partialLength = buf.length - end;
+      this.partialNeeded = needed;
+    }
+    if (end > 0) parseFrames(this, end === buf.length ? buf : buf.subarray(0, end));
   }
 
-  private wholeSize(remainingLength: number): number {
-    return 1 + varIntLength(remainingLength) + remainingLength;
-  }
-
-  private onPacket(packet: Packet): void {
+  /** @internal The shared parser read a packet of this connection. */
+  onFramePacket(packet: Packet): void {
     if (this.closed) return;
+    // a policy limit CONNECT set applies from the next packet on
     const length = packet.length ?? 0;
-    if (this.wholeSize(length) > this.maxIncoming) return this.tooLarge(length);
+    if (wholeSize(length) > this.options.maxPacketSize) return this.tooLarge(length);
     if (this.busy) {
-      this.pending.push(packet);
-      if (this.pending.length >= PENDING_HIGH_WATER && !this.paused) {
+      const pending = (this.pending ??= []);
+      pending.push(packet);
+      if (pending.length >= PENDING_HIGH_WATER && !this.paused) {
         this.paused = true;
         this.stream.pause();
       }
@@ -136,14 +185,16 @@ export class Connection implements ChannelSink {
 
   private resume(): void {
     this.busy = false;
-    while (!this.busy && !this.closed && this.pending.length > 0) this.process(this.pending.shift()!);
+    const pending = this.pending;
+    while (!this.busy && !this.closed && pending !== undefined && pending.length > 0) this.process(pending.shift()!);
     if (!this.busy && this.paused && !this.closed) {
       this.paused = false;
       this.stream.resume();
     }
   }
 
-  private onParseError(err: Error): void {
+  /** @internal The shared parser refused a packet of this connection. */
+  onFrameError(err: Error, partial: Partial<Packet> & { length: number; protocolVersion?: number }): void {
     if (this.closed) return;
     if (this.channel.state === 'connecting' && err.message === 'Invalid protocol version') {
       // [MQTT-3.1.2-2] an unsupported level gets CONNACK 0x01, in the 3.1.1 format every client reads
@@ -151,7 +202,6 @@ export class Connection implements ChannelSink {
       this.writeRaw(Buffer.from([0x20, 0x02, 0x00, 0x01]));
       return this.close('unsupported_protocol_version');
     }
-    const partial = (this.parser as unknown as { packet: Partial<Packet> & { length: number; protocolVersion?: number } }).packet;
     const connectVersion = partial.cmd === 'connect' ? partial.protocolVersion : undefined;
     this.refuse(parseErrorReasonCode(err, partial, this.protocolVersion), `malformed packet: ${err.message}`, connectVersion);
   }
@@ -173,9 +223,8 @@ export class Connection implements ChannelSink {
 
   private tooLarge(remainingLength: number): void {
     // [MQTT-3.1.2-24 / 4.13] a packet above Maximum Packet Size: DISCONNECT 0x95 on MQTT 5
-    const size = this.wholeSize(remainingLength);
-    this.broker.stats.limits.packetSize++;
-    this.channel.disconnect(ReasonCode.PacketTooLarge, `packet of ${size} bytes exceeds ${this.maxIncoming}`);
+    const size = wholeSize(remainingLength);
+    this.channel.disconnect(ReasonCode.PacketTooLarge, `packet of ${size} bytes exceeds ${this.options.maxPacketSize}`);
     this.close('packet_too_large');
   }
 
@@ -190,15 +239,14 @@ export class Connection implements ChannelSink {
 
   send(packet: Packet): boolean {
     if (this.closed) return false;
-    if (this.protocolVersion === 5 && SHORT_ACKS.has(packet.cmd) && (packet as { reasonCode?: number }).reasonCode === undefined) {
-      // MQTT 5 (3.4.2.1): with reason code 0 and no properties an acknowledgement is its
-      // packet ID alone. mqtt-packet writes the long form unless told the code is 0, and
-      // some clients (paho-mqtt 1.6) cannot read a long PUBREL.
-      packet = { ...packet, reasonCode: 0 } as Packet;
-    }
     let buf: Buffer;
     try {
-      buf = mqtt.generate(packet, this.generateOptions);
+      // MQTT 5 (3.4.2.1): with reason code 0 and no properties an acknowledgement is its
+      // packet ID alone (some clients, paho-mqtt 1.6, cannot read a long PUBREL)
+      buf =
+        packet.cmd === 'publish'
+          ? encodePublish(packet, this.protocolVersion, GENERATE_OPTIONS[this.protocolVersion])
+          : (encodeShortAck(packet) ?? mqtt.generate(packet, GENERATE_OPTIONS[this.protocolVersion]));
     } catch (err) {
       this.log.error({ err, cmd: packet.cmd }, 'packet_encode_failed');
       return false;
@@ -213,10 +261,7 @@ export class Connection implements ChannelSink {
       // batch what one turn of the event loop writes into one system call
       this.corked = true;
       this.stream.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.stream.uncork();
-      });
+      if (corked.push(this) === 1) process.nextTick(uncorkAll);
     }
     this.bytesOut += buf.length;
     this.broker.stats.bytesOut += buf.length;
@@ -252,11 +297,17 @@ export class Connection implements ChannelSink {
     this.stream.destroy();
   }
 
+  /** @internal Writes what this turn corked. */
+  uncork(): void {
+    this.corked = false;
+    this.stream.uncork();
+  }
+
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     this.closeReason = reason;
-    this.parser.removeAllListeners('packet');
+    this.partial = undefined;
     this.stream.end();
     // a peer that never reads its end cannot hold the socket open
     setTimeout(() => this.stream.destroy(), 2000).unref();
@@ -271,15 +322,10 @@ export class Connection implements ChannelSink {
 
   setProtocolVersion(version: ProtocolVersion): void {
     this.protocolVersion = version;
-    this.generateOptions = { protocolVersion: version };
   }
 
   setMaxOutgoingPacketSize(bytes: number): void {
     this.maxOutgoing = bytes;
-  }
-
-  setMaxIncomingPacketSize(bytes: number): void {
-    this.maxIncoming = Math.min(this.options.maxPacketSize, bytes);
   }
 
   // ----------------------------------------------------------------- timers

@@ -271,6 +271,9 @@ export class TestClient {
     if (qos > 0) packet.messageId = messageId;
     if (o.properties !== undefined) packet.properties = o.properties;
     await this.send(packet);
+    // a QoS 1 PUBLISH is pipelined (the channel does not hold up the next packet): wait for
+    // the bus to take it, as its PUBACK does
+    if (qos === 1) await settle(1);
     return messageId;
   }
 
