@@ -219,3 +219,17 @@ export class RedisConnection {
     this.client.disconnect(false);
   }
 }
+
+/**
+ * Resolves with `adapter` once its connection answers; closes the adapter and rejects with
+ * BackendUnavailableError when Redis does not answer within `timeoutMs` (an adapter's `connect`).
+ */
+export async function whenReady<T extends { close(): Promise<void> }>(adapter: T, connection: RedisConnection, timeoutMs: number): Promise<T> {
+  try {
+    await connection.waitReady(timeoutMs);
+  } catch (err) {
+    await adapter.close();
+    throw err;
+  }
+  return adapter;
+}

@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Lease } from '@fleetmq/broker';
-import { RedisConnection } from './redis-connection.js';
+import { RedisConnection, whenReady } from './redis-connection.js';
 import type { RedisConnectionOptions } from './redis-connection.js';
 import type { RedisConnectOptions } from './redis-session-ownership.js';
 
@@ -73,15 +73,9 @@ export class RedisLease implements Lease {
    * Connects and resolves once Redis answers; rejects with BackendUnavailableError (and
    * closes) when it does not within `readyTimeoutMs`.
    */
-  static async connect(options: RedisConnectionOptions & RedisConnectOptions): Promise<RedisLease> {
+  static connect(options: RedisConnectionOptions & RedisConnectOptions): Promise<RedisLease> {
     const lease = new RedisLease(options);
-    try {
-      await lease.connection.waitReady(options.readyTimeoutMs ?? 5_000);
-    } catch (err) {
-      await lease.close();
-      throw err;
-    }
-    return lease;
+    return whenReady(lease, lease.connection, options.readyTimeoutMs ?? 5_000);
   }
 
   /** Starts connecting in the background: `ready` turns true once connected. */

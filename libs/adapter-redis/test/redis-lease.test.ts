@@ -1,32 +1,20 @@
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '@fleetmq/protocol';
-import { describeLease, startRedisServer } from '@fleetmq/testkit';
-import type { RedisFixture } from '@fleetmq/testkit';
+import { describeLease } from '@fleetmq/testkit';
 import { RedisLease } from '../src/index.js';
-import { adminClient, sleep, uniquePrefix } from './support/helpers.js';
+import { sleep, uniquePrefix, useRedisServer } from './support/helpers.js';
 
-let server: RedisFixture;
-let admin: Redis;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = adminClient(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
+const redis = useRedisServer();
 
 // Real time on a real server: TTL 300 ms.
 describeLease({
-  make: () => RedisLease.connect({ url: server.url, keyPrefix: uniquePrefix('contract') }),
+  make: () => RedisLease.connect({ url: redis.server.url, keyPrefix: uniquePrefix('contract') }),
   elapse: sleep,
 });
 
 const opened: RedisLease[] = [];
 async function lease(keyPrefix: string): Promise<RedisLease> {
-  const l = await RedisLease.connect({ url: server.url, keyPrefix });
+  const l = await RedisLease.connect({ url: redis.server.url, keyPrefix });
   opened.push(l);
   return l;
 }
@@ -40,8 +28,8 @@ describe('RedisLease', () => {
     const l = await lease(prefix);
     expect(l.key('bridge:cloud')).toBe(`${prefix}bridge:cloud`);
     await l.acquire('bridge:cloud', 'edge-1/abc', 5_000);
-    expect(await admin.get(`${prefix}bridge:cloud`)).toBe('edge-1/abc');
-    const pttl = await admin.pttl(`${prefix}bridge:cloud`);
+    expect(await redis.admin.get(`${prefix}bridge:cloud`)).toBe('edge-1/abc');
+    const pttl = await redis.admin.pttl(`${prefix}bridge:cloud`);
     expect(pttl).toBeGreaterThan(4_000);
     expect(pttl).toBeLessThanOrEqual(5_000);
   });

@@ -1,34 +1,22 @@
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '@fleetmq/protocol';
-import { describeNodeRegistry, freePort, startRedisServer, waitFor, TcpProxy } from '@fleetmq/testkit';
-import type { RedisFixture } from '@fleetmq/testkit';
+import { describeNodeRegistry, freePort, waitFor, TcpProxy } from '@fleetmq/testkit';
 import { RedisNodeRegistry, RedisSessionOwnership, createRedisClient } from '../src/index.js';
 import type { RedisNodeRegistryOptions } from '../src/index.js';
-import { FAST_RECONNECT, adminClient, commandCalls, redisNow, sleep, uniquePrefix } from './support/helpers.js';
+import { FAST_RECONNECT, commandCalls, redisNow, sleep, uniquePrefix, useRedisServer } from './support/helpers.js';
 
-let server: RedisFixture;
-let admin: Redis;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = adminClient(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
+const redis = useRedisServer();
 
 // Real time on a real server: TTL 300 ms (the suite's default), retention 600 ms.
 describeNodeRegistry({
-  make: (timing) => RedisNodeRegistry.connect({ url: server.url, keyPrefix: uniquePrefix('contract'), ...timing }),
+  make: (timing) => RedisNodeRegistry.connect({ url: redis.server.url, keyPrefix: uniquePrefix('contract'), ...timing }),
   elapse: sleep,
 });
 
 const TTL = 300;
 const opened: RedisNodeRegistry[] = [];
 async function registry(options: Partial<RedisNodeRegistryOptions> = {}): Promise<RedisNodeRegistry> {
-  const r = await RedisNodeRegistry.connect({ url: server.url, keyPrefix: uniquePrefix('reg'), ttlMs: TTL, ...options });
+  const r = await RedisNodeRegistry.connect({ url: redis.server.url, keyPrefix: uniquePrefix('reg'), ttlMs: TTL, ...options });
   opened.push(r);
   return r;
 }
@@ -41,18 +29,18 @@ describe('RedisNodeRegistry: key layout', () => {
     const prefix = uniquePrefix('layout');
     const r = await registry({ keyPrefix: prefix, ttlMs: 5_000 });
     expect(r.keys).toEqual({ deadlines: `${prefix}{nodes}:deadlines`, info: `${prefix}{nodes}:info` });
-    const before = await redisNow(admin);
+    const before = await redisNow(redis.admin);
     await r.register('edge-1', { startedAt: 1_234, address: '10.0.0.1:1883' });
-    const after = await redisNow(admin);
-    expect((await admin.keys(`${prefix}*`)).sort()).toEqual([`${prefix}{nodes}:deadlines`, `${prefix}{nodes}:info`]);
-    const deadline = Number(await admin.zscore(`${prefix}{nodes}:deadlines`, 'edge-1'));
+    const after = await redisNow(redis.admin);
+    expect((await redis.admin.keys(`${prefix}*`)).sort()).toEqual([`${prefix}{nodes}:deadlines`, `${prefix}{nodes}:info`]);
+    const deadline = Number(await redis.admin.zscore(`${prefix}{nodes}:deadlines`, 'edge-1'));
     // the deadline is the Redis clock plus the TTL
     expect(deadline).toBeGreaterThanOrEqual(before + 5_000);
     expect(deadline).toBeLessThanOrEqual(after + 5_000);
-    expect(JSON.parse((await admin.hget(`${prefix}{nodes}:info`, 'edge-1'))!)).toEqual({ startedAt: 1_234, address: '10.0.0.1:1883' });
+    expect(JSON.parse((await redis.admin.hget(`${prefix}{nodes}:info`, 'edge-1'))!)).toEqual({ startedAt: 1_234, address: '10.0.0.1:1883' });
     expect(await r.node('edge-1')).toEqual({ nodeId: 'edge-1', startedAt: 1_234, address: '10.0.0.1:1883', live: true, expiresAt: deadline });
     await r.deregister('edge-1');
-    expect(await admin.keys(`${prefix}*`)).toEqual([]);
+    expect(await redis.admin.keys(`${prefix}*`)).toEqual([]);
   });
 
   it('removes both entries of a node once its retention is over', async () => {
@@ -65,8 +53,8 @@ describe('RedisNodeRegistry: key layout', () => {
       expect(await r.heartbeat('stays')).toBe(true);
     }
     expect(await r.liveNodes()).toEqual(['stays']);
-    expect(await admin.zrange(`${prefix}{nodes}:deadlines`, 0, -1)).toEqual(['stays']);
-    expect(await admin.hkeys(`${prefix}{nodes}:info`)).toEqual(['stays']);
+    expect(await redis.admin.zrange(`${prefix}{nodes}:deadlines`, 0, -1)).toEqual(['stays']);
+    expect(await redis.admin.hkeys(`${prefix}{nodes}:info`)).toEqual(['stays']);
   });
 });
 
@@ -94,20 +82,20 @@ describe('RedisNodeRegistry: a cluster of nodes', () => {
 
 describe('RedisNodeRegistry: scripts and connection', () => {
   it('sends each Lua script once per connection, then only its SHA', async () => {
-    const evalBefore = await commandCalls(admin, 'eval');
-    const evalshaBefore = await commandCalls(admin, 'evalsha');
+    const evalBefore = await commandCalls(redis.admin, 'eval');
+    const evalshaBefore = await commandCalls(redis.admin, 'evalsha');
     const r = await registry();
     for (let i = 0; i < 3; i++) await r.register(`n${i}`, { startedAt: i });
     for (let i = 0; i < 3; i++) await r.heartbeat('n0');
     await r.liveNodes();
     await r.expiredNodes();
     await r.node('n1');
-    expect((await commandCalls(admin, 'eval')) - evalBefore).toBe(3);
-    expect((await commandCalls(admin, 'evalsha')) - evalshaBefore).toBe(9 - 3);
+    expect((await commandCalls(redis.admin, 'eval')) - evalBefore).toBe(3);
+    expect((await commandCalls(redis.admin, 'evalsha')) - evalshaBefore).toBe(9 - 3);
   });
 
   it('shares one client with the session ownership', async () => {
-    const client = createRedisClient({ url: server.url, name: 'edge-shared' });
+    const client = createRedisClient({ url: redis.server.url, name: 'edge-shared' });
     try {
       const prefix = uniquePrefix('shared');
       const nodes = await RedisNodeRegistry.connect({ client, keyPrefix: prefix, ttlMs: 5_000 });
@@ -126,20 +114,20 @@ describe('RedisNodeRegistry: scripts and connection', () => {
   });
 
   it('refuses timings that are not positive whole numbers of ms', () => {
-    expect(() => new RedisNodeRegistry({ url: server.url, ttlMs: 0 })).toThrow(RangeError);
-    expect(() => new RedisNodeRegistry({ url: server.url, ttlMs: 1.5 })).toThrow(RangeError);
-    expect(() => new RedisNodeRegistry({ url: server.url, retainExpiredMs: -1 })).toThrow(RangeError);
+    expect(() => new RedisNodeRegistry({ url: redis.server.url, ttlMs: 0 })).toThrow(RangeError);
+    expect(() => new RedisNodeRegistry({ url: redis.server.url, ttlMs: 1.5 })).toThrow(RangeError);
+    expect(() => new RedisNodeRegistry({ url: redis.server.url, retainExpiredMs: -1 })).toThrow(RangeError);
   });
 
   it('uses a 10 s TTL and a 10 min retention by default', async () => {
-    const r = await RedisNodeRegistry.connect({ url: server.url, keyPrefix: uniquePrefix('defaults') });
+    const r = await RedisNodeRegistry.connect({ url: redis.server.url, keyPrefix: uniquePrefix('defaults') });
     opened.push(r);
     expect(r.ttlMs).toBe(10_000);
     expect(r.retainExpiredMs).toBe(600_000);
   });
 
   it('refuses every call at once while Redis is unreachable, and recovers by itself', async () => {
-    const proxy = new TcpProxy(await freePort(), server.port, 'redis');
+    const proxy = new TcpProxy(await freePort(), redis.server.port, 'redis');
     await proxy.listen();
     try {
       const r = await registry({ url: proxy.url, reconnect: FAST_RECONNECT, ttlMs: 5_000 });

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BackendUnavailableError } from '@fleetmq/protocol';
 import type { ClaimResult } from '@fleetmq/broker';
@@ -7,34 +6,24 @@ import { describeSessionOwnership, freePort, startRedisServer, waitFor, TcpProxy
 import type { RedisFixture } from '@fleetmq/testkit';
 import { CLAIM_SCRIPT, RELEASE_SCRIPT, RedisSessionOwnership, createRedisClient } from '../src/index.js';
 import type { RedisSessionOwnershipOptions } from '../src/index.js';
-import { FAST_RECONNECT, adminClient, commandCalls, recordingLog, redisNow, uniquePrefix } from './support/helpers.js';
+import { FAST_RECONNECT, commandCalls, recordingLog, redisNow, uniquePrefix, useRedisServer } from './support/helpers.js';
 
-let server: RedisFixture;
-let admin: Redis;
-
-beforeAll(async () => {
-  server = await startRedisServer();
-  admin = adminClient(server.url);
-});
-afterAll(async () => {
-  await admin?.quit();
-  await server?.stop();
-});
+const redis = useRedisServer();
 
 describe('epochs: clock (default)', () => {
-  describeSessionOwnership(() => RedisSessionOwnership.connect({ url: server.url, keyPrefix: uniquePrefix('contract') }));
+  describeSessionOwnership(() => RedisSessionOwnership.connect({ url: redis.server.url, keyPrefix: uniquePrefix('contract') }));
 });
 
 describe('epochs: counter', () => {
   describeSessionOwnership(() =>
-    RedisSessionOwnership.connect({ url: server.url, keyPrefix: uniquePrefix('contract'), epochs: 'counter' }),
+    RedisSessionOwnership.connect({ url: redis.server.url, keyPrefix: uniquePrefix('contract'), epochs: 'counter' }),
   );
 });
 
 /** Ownerships opened by one test, closed after it. */
 const opened: RedisSessionOwnership[] = [];
 async function ownership(options: Partial<RedisSessionOwnershipOptions> = {}): Promise<RedisSessionOwnership> {
-  const o = await RedisSessionOwnership.connect({ url: server.url, keyPrefix: uniquePrefix('own'), ...options });
+  const o = await RedisSessionOwnership.connect({ url: redis.server.url, keyPrefix: uniquePrefix('own'), ...options });
   opened.push(o);
   return o;
 }
@@ -59,36 +48,36 @@ describe('RedisSessionOwnership: key layout', () => {
     const claim = await o.claim('c1', 'node-a');
     expect(o.key('c1')).toBe(`${prefix}owner:c1`);
     expect(o.ownedKey('node-a')).toBe(`${prefix}owned:node-a`);
-    expect((await admin.keys(`${prefix}*`)).sort()).toEqual([`${prefix}owned:node-a`, `${prefix}owner:c1`]);
-    expect(await admin.hgetall(`${prefix}owner:c1`)).toEqual({ node: 'node-a', epoch: String(claim.epoch) });
-    expect(await admin.smembers(`${prefix}owned:node-a`)).toEqual(['c1']);
+    expect((await redis.admin.keys(`${prefix}*`)).sort()).toEqual([`${prefix}owned:node-a`, `${prefix}owner:c1`]);
+    expect(await redis.admin.hgetall(`${prefix}owner:c1`)).toEqual({ node: 'node-a', epoch: String(claim.epoch) });
+    expect(await redis.admin.smembers(`${prefix}owned:node-a`)).toEqual(['c1']);
     expect(await o.release('c1', claim.epoch)).toBe(true);
-    expect(await admin.hgetall(`${prefix}owner:c1`)).toEqual({ epoch: String(claim.epoch) });
-    expect(await admin.exists(`${prefix}owned:node-a`)).toBe(0);
+    expect(await redis.admin.hgetall(`${prefix}owner:c1`)).toEqual({ epoch: String(claim.epoch) });
+    expect(await redis.admin.exists(`${prefix}owned:node-a`)).toBe(0);
     expect(await o.owner('c1')).toBeNull();
   });
 
   it("uses the prefix 'fleetmq:' by default, and keeps prefixes apart", async () => {
     const clientId = `default-prefix-${process.pid}-${Date.now()}`;
-    const plain = await RedisSessionOwnership.connect({ url: server.url });
+    const plain = await RedisSessionOwnership.connect({ url: redis.server.url });
     opened.push(plain);
     const other = await ownership({ keyPrefix: 'elsewhere:' });
     const a = await plain.claim(clientId, 'node-a');
     expect(plain.key(clientId)).toBe(`fleetmq:owner:${clientId}`);
-    expect(await admin.hget(`fleetmq:owner:${clientId}`, 'node')).toBe('node-a');
+    expect(await redis.admin.hget(`fleetmq:owner:${clientId}`, 'node')).toBe('node-a');
     expect(await other.owner(clientId)).toBeNull();
     const b = await other.claim(clientId, 'node-b');
     expect(b.previous).toBeNull();
     expect(await plain.owner(clientId)).toEqual({ nodeId: 'node-a', epoch: a.epoch });
-    await admin.del(`fleetmq:owner:${clientId}`, `elsewhere:owner:${clientId}`);
-    await admin.srem('fleetmq:owned:node-a', clientId);
+    await redis.admin.del(`fleetmq:owner:${clientId}`, `elsewhere:owner:${clientId}`);
+    await redis.admin.srem('fleetmq:owned:node-a', clientId);
   });
 
   it('takes any client ID as it is, braces and all', async () => {
     const o = await ownership();
     const clientId = '{tag}/ü:*?[x] 日本';
     const claim = await o.claim(clientId, 'node-a');
-    expect(await admin.hget(o.key(clientId), 'node')).toBe('node-a');
+    expect(await redis.admin.hget(o.key(clientId), 'node')).toBe('node-a');
     expect(await o.owner(clientId)).toEqual({ nodeId: 'node-a', epoch: claim.epoch });
   });
 });
@@ -106,9 +95,9 @@ describe('RedisSessionOwnership: epochs', () => {
   it('hands out at least the Redis time in ms in clock mode, strictly increasing within one ms', async () => {
     const o = await ownership();
     expect(o.epochs).toBe('clock');
-    const before = await redisNow(admin);
+    const before = await redisNow(redis.admin);
     const claims = await Promise.all(Array.from({ length: 50 }, () => o.claim('burst', 'n1')));
-    const after = await redisNow(admin);
+    const after = await redisNow(redis.admin);
     const epochs = claims.map((c) => c.epoch).sort((a, b) => a - b);
     expect(epochs[0]).toBeGreaterThanOrEqual(before);
     for (let i = 1; i < epochs.length; i++) expect(epochs[i]).toBeGreaterThan(epochs[i - 1]!);
@@ -119,7 +108,7 @@ describe('RedisSessionOwnership: epochs', () => {
 
   it('orders concurrent claims from two connections into one exact chain', async () => {
     const a = await ownership({ epochs: 'counter' });
-    const b = await RedisSessionOwnership.connect({ url: server.url, keyPrefix: a.key('').slice(0, -'owner:'.length), epochs: 'counter' });
+    const b = await RedisSessionOwnership.connect({ url: redis.server.url, keyPrefix: a.key('').slice(0, -'owner:'.length), epochs: 'counter' });
     opened.push(b);
     const claims = await Promise.all(
       Array.from({ length: 60 }, (_, i) => {
@@ -136,7 +125,7 @@ describe('RedisSessionOwnership: epochs', () => {
 
   it('orders concurrent claims from two connections into one chain in clock mode too', async () => {
     const a = await ownership();
-    const b = await RedisSessionOwnership.connect({ url: server.url, keyPrefix: a.key('').slice(0, -'owner:'.length) });
+    const b = await RedisSessionOwnership.connect({ url: redis.server.url, keyPrefix: a.key('').slice(0, -'owner:'.length) });
     opened.push(b);
     const claims = await Promise.all(
       Array.from({ length: 60 }, (_, i) => {
@@ -159,22 +148,22 @@ describe('RedisSessionOwnership: epochs', () => {
 
 describe('RedisSessionOwnership: scripts', () => {
   it('sends each Lua script once per connection (EVAL), then only its SHA (EVALSHA)', async () => {
-    const evalBefore = await commandCalls(admin, 'eval');
-    const evalshaBefore = await commandCalls(admin, 'evalsha');
+    const evalBefore = await commandCalls(redis.admin, 'eval');
+    const evalshaBefore = await commandCalls(redis.admin, 'evalsha');
     const o = await ownership();
     for (let i = 0; i < 5; i++) await o.claim('c1', `n${i}`);
     const last = await o.claim('c2', 'n1');
     await o.release('c1', 1);
     await o.release('c2', last.epoch);
     await o.release('c2', last.epoch);
-    expect((await commandCalls(admin, 'eval')) - evalBefore).toBe(2);
-    expect((await commandCalls(admin, 'evalsha')) - evalshaBefore).toBe(6 + 3 - 2);
+    expect((await commandCalls(redis.admin, 'eval')) - evalBefore).toBe(2);
+    expect((await commandCalls(redis.admin, 'evalsha')) - evalshaBefore).toBe(6 + 3 - 2);
     const sha = (lua: string): string => createHash('sha1').update(lua).digest('hex');
-    expect(await admin.script('EXISTS', sha(CLAIM_SCRIPT), sha(RELEASE_SCRIPT))).toEqual([1, 1]);
+    expect(await redis.admin.script('EXISTS', sha(CLAIM_SCRIPT), sha(RELEASE_SCRIPT))).toEqual([1, 1]);
   });
 
   it('shares one client with other adapters, defining the scripts once, and leaves it open on close', async () => {
-    const client = createRedisClient({ url: server.url });
+    const client = createRedisClient({ url: redis.server.url });
     try {
       const prefix = uniquePrefix('shared');
       const one = await RedisSessionOwnership.connect({ client, keyPrefix: prefix });
@@ -201,7 +190,7 @@ describe('RedisSessionOwnership: connection', () => {
   });
 
   it('connects in the background when constructed: not ready at first, ready once connected', async () => {
-    const o = new RedisSessionOwnership({ url: server.url, keyPrefix: uniquePrefix('bg') });
+    const o = new RedisSessionOwnership({ url: redis.server.url, keyPrefix: uniquePrefix('bg') });
     opened.push(o);
     expect(o.ready).toBe(false);
     await expect(o.owner('c1')).rejects.toBeInstanceOf(BackendUnavailableError);
@@ -221,7 +210,7 @@ describe('RedisSessionOwnership: connection', () => {
   describe('outages (through a proxy)', () => {
     let proxy: TcpProxy;
     beforeAll(async () => {
-      proxy = new TcpProxy(await freePort(), server.port, 'redis');
+      proxy = new TcpProxy(await freePort(), redis.server.port, 'redis');
       await proxy.listen();
     });
     afterAll(async () => {

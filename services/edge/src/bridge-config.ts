@@ -43,18 +43,21 @@ const ruleObject = z
   });
 
 /** A topic rule: Mosquitto's one line (`supla/# in 1 "" cloud/`) or `{ pattern, direction, qos, localPrefix, remotePrefix }`. */
-const topicRule = z.union([
-  z.string().transform((line, ctx): TopicRule => {
+const topicRule = z.unknown().transform((value, ctx): TopicRule => {
+  if (typeof value === 'string') {
     try {
-      return parseTopicRule(line);
+      return parseTopicRule(value);
     } catch (err) {
       if (!(err instanceof TopicRuleError)) throw err;
       ctx.addIssue({ code: 'custom', message: err.message });
       return z.NEVER;
     }
-  }),
-  ruleObject,
-]);
+  }
+  const parsed = ruleObject.safeParse(value);
+  if (parsed.success) return parsed.data;
+  for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+  return z.NEVER;
+});
 
 const PROTOCOLS: Record<string, 3 | 4 | 5> = { '3': 3, '4': 4, '5': 5, mqttv31: 3, mqttv311: 4, mqttv50: 5, mqttv5: 5 };
 

@@ -1,4 +1,6 @@
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
+import { startRedisServer, type RedisFixture } from '@fleetmq/testkit';
 import type { BrokerLog } from '@fleetmq/broker';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -53,4 +55,31 @@ export function recordingLog(lines: LogLine[] = []): BrokerLog & { lines: LogLin
     child: () => log,
   };
   return log;
+}
+
+/**
+ * One redis-server for the test file, started before its tests, with an admin client for
+ * looking at keys; both stopped after. Read `server` and `admin` inside tests.
+ */
+export function useRedisServer(): { readonly server: RedisFixture; readonly admin: Redis } {
+  let server: RedisFixture | undefined;
+  let admin: Redis | undefined;
+  beforeAll(async () => {
+    server = await startRedisServer();
+    admin = adminClient(server.url);
+  });
+  afterAll(async () => {
+    await admin?.quit();
+    await server?.stop();
+  });
+  return {
+    get server() {
+      if (server === undefined) throw new Error('redis-server starts in beforeAll');
+      return server;
+    },
+    get admin() {
+      if (admin === undefined) throw new Error('redis-server starts in beforeAll');
+      return admin;
+    },
+  };
 }
