@@ -363,6 +363,7 @@ describe('ops server of a running node', () => {
     expect(list.stdout.split('\n')[0]).toMatch(/^clientId\s+username\s+protocol/);
     expect(list.stdout).toMatch(/^cli-client\s+alice\s+5\.0\s+tcp/m);
     expect(JSON.parse((await run('clients', 'show', 'cli-client')).stdout)).toMatchObject({ clientId: 'cli-client', protocol: '5.0' });
+    expect(JSON.parse((await run('clients', 'show', 'cli-client', '--json')).stdout)).toMatchObject({ clientId: 'cli-client', listener: 'tcp' });
     expect(await run('clients', 'show', 'cli-')).toMatchObject({ code: 1, stderr: 'fleetmq: client "cli-" is not connected to this node\n' });
     expect(JSON.parse((await run('sessions', 'show', 'cli-client')).stdout)).toMatchObject({ state: 'connected' });
     expect((await run('sessions', 'list', '--json')).stdout).toContain('"clientId": "cli-client"');
@@ -425,7 +426,12 @@ describe('ops config', () => {
     const first = await start({ ops: { port: 0 } });
     try {
       const taken = first.opsAddress()!.port;
-      await expect(start({ ops: { port: taken } })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      const err = await start({ ops: { port: taken } }).then(
+        () => undefined,
+        (e: unknown) => e as Error & { key?: string; cause?: { code?: string } },
+      );
+      expect(err).toMatchObject({ key: 'ops.port', cause: { code: 'EADDRINUSE' } });
+      expect(err!.message).toContain(`cannot listen on 127.0.0.1:${taken} (EADDRINUSE)`);
     } finally {
       await first.stop();
     }

@@ -37,6 +37,8 @@ interface Call {
   readonly path: string;
   /** Prints a successful answer in a human form. */
   readonly print: (body: Record<string, unknown>, out: Out) => void;
+  /** The part of the answer that matters (`--json` prints it); default all of it. */
+  readonly select?: (body: Record<string, unknown>) => Record<string, unknown>;
 }
 
 /** A usage error: exit 2. */
@@ -114,12 +116,10 @@ export async function adminCli(argv: readonly string[], env: NodeJS.ProcessEnv =
     out.stderr(`fleetmq: ${String(body.message ?? body.error ?? response.statusText)}${hint}\n`);
     return 1;
   }
-  if (values.json) {
-    out.stdout(`${JSON.stringify(body, null, 2)}\n`);
-    return 0;
-  }
   try {
-    call.print(body, out);
+    const selected = call.select?.(body) ?? body;
+    if (values.json) out.stdout(`${JSON.stringify(selected, null, 2)}\n`);
+    else call.print(selected, out);
   } catch (err) {
     if (!(err instanceof NotConnected)) throw err;
     out.stderr(`fleetmq: ${err.message}\n`);
@@ -151,17 +151,18 @@ function callFor(positionals: readonly string[], values: { prefix?: string | und
         return {
           method: 'GET',
           path: `api/v1/clients?${new URLSearchParams({ prefix: clientId, limit: '1' }).toString()}`,
-          print: (body, out) => {
-            const item = (body.items as { clientId: string }[])[0];
+          select: (body) => {
+            const item = (body.items as Record<string, unknown>[])[0];
             if (item === undefined || item.clientId !== clientId) throw new NotConnected(clientId);
-            out.stdout(`${JSON.stringify(item, null, 2)}\n`);
+            return item;
           },
+          print: printJson,
         };
       }
       throw new UsageError('use: clients list, or clients show ID');
     case 'sessions':
       if (sub === 'list' && id === undefined) return { method: 'GET', path: `api/v1/sessions${paging()}`, print: printList('sessions', ['clientId', 'state', 'protocol', 'subscriptions', 'inflight', 'queued', 'expiresAt']) };
-      if (sub === 'show') return { method: 'GET', path: `api/v1/sessions/${one('sessions show')}`, print: (body, out) => out.stdout(`${JSON.stringify(body, null, 2)}\n`) };
+      if (sub === 'show') return { method: 'GET', path: `api/v1/sessions/${one('sessions show')}`, print: printJson };
       if (sub === 'discard') {
         return { method: 'DELETE', path: `api/v1/sessions/${one('sessions discard')}`, print: (body, out) => out.stdout(`session ${String(body.clientId)} discarded${body.kicked ? ' (client disconnected)' : ''}\n`) };
       }
@@ -189,6 +190,10 @@ function callFor(positionals: readonly string[], values: { prefix?: string | und
     default:
       throw new UsageError(`unknown admin verb ${JSON.stringify(verb ?? '')}`);
   }
+}
+
+function printJson(body: Record<string, unknown>, out: Out): void {
+  out.stdout(`${JSON.stringify(body, null, 2)}\n`);
 }
 
 class NotConnected extends Error {

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { secretsEqual } from '@fleetmq/auth';
+import { ConfigError } from '@fleetmq/protocol';
 import type { Logger } from '../logger.js';
 import { AdminApi, badRequest, limitParam, pageQuery, type AdminReply } from './admin.js';
 
@@ -49,9 +50,13 @@ export class OpsServer {
       else socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const fail = (err: NodeJS.ErrnoException): void => {
+        const where = `${options.host}:${options.port}`;
+        reject(new ConfigError('ops.port', `the ops server cannot listen on ${where} (${err.code ?? err.message})`, 'give a free port in ops.port (FLEETMQ_OPS__PORT; 0: any free port), or set ops.enabled: false', { cause: err }));
+      };
+      server.once('error', fail);
       server.listen(options.port, options.host, () => {
-        server.off('error', reject);
+        server.off('error', fail);
         resolve();
       });
     });
@@ -118,16 +123,16 @@ export class OpsServer {
 
   private async admin(method: string, path: string, params: URLSearchParams, res: ServerResponse): Promise<AdminReply> {
     const { admin } = this.options;
-    const listing = (list: 'clients' | 'sessions'): AdminReply | undefined => {
+    const listing = (list: 'clients' | 'sessions'): AdminReply => {
       if (method !== 'GET') return allow(res, ['GET']);
       const q = pageQuery(params);
       return typeof q === 'string' ? badRequest(q) : list === 'clients' ? admin.clients(q) : admin.sessions(q);
     };
     switch (path) {
       case '/api/v1/clients':
-        return listing('clients')!;
+        return listing('clients');
       case '/api/v1/sessions':
-        return listing('sessions')!;
+        return listing('sessions');
       case '/api/v1/retained': {
         if (method !== 'GET') return allow(res, ['GET']);
         const limit = limitParam(params);
