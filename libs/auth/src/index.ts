@@ -19,4 +19,3 @@ export * from './filter-covers.js';
 export * from './acl-file.js';
 export * from './acl.js';
 export * from './policies.js';
-export * from './file-watcher.js';

@@ -6,6 +6,7 @@ export { TlsListener, type TlsListenerOptions } from './tls-listener.js';
 export { WssListener, type WssListenerOptions } from './wss-listener.js';
 export type { ClientCertificateMode, TlsOptions, TlsVersion } from './tls-options.js';
 export { TlsReloader, type SecureContextTarget } from './tls-reloader.js';
+export { FileWatcher, fileSignature, type FileWatcherOptions } from './file-watcher.js';
 export { clientCertificateOf, type ClientCertificate } from './client-certificate.js';
 export { parseProxyHeader, PROXY_V1_MAX_LENGTH, PROXY_V2_MAX_LENGTH, type ProxyAddress, type ProxyHeader, type ProxyParseResult } from './proxy-protocol.js';
 export { readProxyHeader, type ProxyHeaderRead } from './proxy-header-reader.js';

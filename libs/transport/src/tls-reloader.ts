@@ -4,6 +4,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import type { BrokerLog } from '@fleetmq/broker';
 import { ConfigError } from '@fleetmq/protocol';
+import { fileSignature } from './file-watcher.js';
 import { secureContextOptions, type TlsFiles, type TlsOptions } from './tls-options.js';
 
 /** A TLS server whose context can be swapped: tls.Server and https.Server. */
@@ -200,19 +201,8 @@ export class TlsReloader {
     return { cert, key, ...(ca !== undefined && { ca }), ...(crl !== undefined && { crl }) };
   }
 
-  /** Inode, size and mtime of each file (following symlinks); 'missing' for one not there. */
-  private async statFiles(): Promise<string> {
-    const parts = await Promise.all(
-      this.paths().map(async ([, file]) => {
-        try {
-          const st = await fs.promises.stat(file);
-          return `${st.ino}:${st.size}:${st.mtimeMs}`;
-        } catch {
-          return 'missing';
-        }
-      }),
-    );
-    return parts.join('|');
+  private statFiles(): Promise<string> {
+    return fileSignature(this.paths().map(([, file]) => file));
   }
 }
 

@@ -8,7 +8,6 @@ import {
   CertificateProvider,
   DeviceTokenProvider,
   FailureThrottle,
-  FileWatcher,
   JwtProvider,
   PasswordFileProvider,
   PolicyTable,
@@ -37,6 +36,7 @@ import {
   type ListenerLimits,
 } from '@fleetmq/broker';
 import { ConfigError } from '@fleetmq/protocol';
+import { FileWatcher } from '@fleetmq/transport';
 import type { AuthConfig, EdgeConfig, LimitsConfig } from './config.js';
 import type { Logger } from './logger.js';
 

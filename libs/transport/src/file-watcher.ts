@@ -35,7 +35,7 @@ export class FileWatcher {
   ) {}
 
   async start(): Promise<void> {
-    this.signature = await this.stat();
+    this.signature = await fileSignature(this.files);
     const dirs = this.options.events === false ? [] : new Set(this.files.map((f) => path.dirname(path.resolve(f))));
     for (const dir of dirs) {
       try {
@@ -68,7 +68,7 @@ export class FileWatcher {
   }
 
   private async poll(): Promise<void> {
-    if ((await this.stat()) !== this.signature) this.schedule();
+    if ((await fileSignature(this.files)) !== this.signature) this.schedule();
   }
 
   private async fire(): Promise<void> {
@@ -80,7 +80,7 @@ export class FileWatcher {
     this.running = (async () => {
       do {
         this.again = false;
-        this.signature = await this.stat();
+        this.signature = await fileSignature(this.files);
         try {
           await this.onChange();
         } catch {
@@ -91,19 +91,19 @@ export class FileWatcher {
     await this.running;
     this.running = undefined;
   }
+}
 
-  /** Inode, size and mtime of each file (following symlinks); 'missing' for one not there. */
-  private async stat(): Promise<string> {
-    const parts = await Promise.all(
-      this.files.map(async (file) => {
-        try {
-          const st = await fs.promises.stat(file);
-          return `${st.ino}:${st.size}:${st.mtimeMs}`;
-        } catch {
-          return 'missing';
-        }
-      }),
-    );
-    return parts.join('|');
-  }
+/** Inode, size and mtime of each file (following symlinks), 'missing' for one not there: changes when a file does. */
+export async function fileSignature(files: readonly string[]): Promise<string> {
+  const parts = await Promise.all(
+    files.map(async (file) => {
+      try {
+        const st = await fs.promises.stat(file);
+        return `${st.ino}:${st.size}:${st.mtimeMs}`;
+      } catch {
+        return 'missing';
+      }
+    }),
+  );
+  return parts.join('|');
 }
