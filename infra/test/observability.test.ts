@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger, parseConfig, startNode, type RunningNode } from '@fleetmq/edge';
 import { buildDashboard, dashboardText } from '../src/dashboard.js';
-import { EDGE_METRICS, knownSeries, seriesIn } from '../src/metrics.js';
+import { EDGE_METRICS, PROCESS_METRICS, knownSeries, seriesIn } from '../src/metrics.js';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 const known = knownSeries();
@@ -126,5 +127,22 @@ describe('Prometheus alert rules', () => {
 
   it('documents every metric of the contract in the operator guide', () => {
     for (const name of Object.keys(EDGE_METRICS)) expect(guide, name).toContain(`\`${name}`);
+  });
+});
+
+describe('the metric contract against a running edge node', () => {
+  let node: RunningNode;
+  beforeAll(async () => {
+    const config = parseConfig({ listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], ops: { host: '127.0.0.1', port: 0 }, log: { level: 'silent' } });
+    node = await startNode(config, createLogger('silent'));
+  });
+  afterAll(() => node?.stop());
+
+  it('exports every metric the dashboard and the alerts use, with the type they assume', async () => {
+    const res = await fetch(`http://127.0.0.1:${node.opsAddress()!.port}/metrics`);
+    expect(res.status).toBe(200);
+    const types = new Map([...(await res.text()).matchAll(/^# TYPE (\S+) (\S+)$/gm)].map(([, name, type]) => [name!, type!]));
+    for (const [name, type] of Object.entries(EDGE_METRICS)) expect(types.get(name), name).toBe(type);
+    for (const name of PROCESS_METRICS) expect(types.has(name), name).toBe(true);
   });
 });
