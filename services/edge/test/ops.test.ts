@@ -2,13 +2,13 @@
  * The ops server of a running edge node (in-process, memory backends): /healthz, /readyz,
  * /metrics after real mqtt.js traffic, and every admin API action with its authentication.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { IDisconnectPacket, MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashPassword, upsertUser, writePasswordFile } from '@fleetmq/auth';
-import { freePort } from '@fleetmq/testkit';
+import { freePort, makePki } from '@fleetmq/testkit';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { startNode, type RunningNode } from '../src/main.js';
@@ -459,6 +459,33 @@ describe('ops config', () => {
     await expect(start({ ops: { port: 0, adminTokenFile: path.join(dir, 'missing') } })).rejects.toMatchObject({ key: 'ops.adminTokenFile' });
     expect(() => parseConfig({ ops: { adminToken: 'short' } })).toThrow(/ops\.adminToken/);
     expect(() => parseConfig({ ops: { adminToken: TOKEN, adminTokenFile: file } })).toThrow(/together/);
+  });
+});
+
+describe('TLS certificate reloads in the metrics', () => {
+  it('counts a reload that worked and one that failed, per listener', async () => {
+    const pki = makePki();
+    const cert = path.join(dir, 'tls.crt');
+    const key = path.join(dir, 'tls.key');
+    copyFileSync(pki.server.cert, cert);
+    copyFileSync(pki.server.key, key);
+    const node = await start({ listeners: [{ type: 'tls', name: 'tls', host: '127.0.0.1', port: 0, tls: { certFile: cert, keyFile: key } }], ops: { port: 0 } });
+    try {
+      const ops = new Ops(node);
+      const reload = () => (node.listeners[0] as unknown as { reloadCertificates(): Promise<boolean> }).reloadCertificates();
+      expect(await ops.value('fleetmq_tls_certificate_reloads_total', { listener: 'tls', result: 'success' })).toBe(0);
+      copyFileSync(pki.server2.cert, cert);
+      copyFileSync(pki.server2.key, key);
+      expect(await reload()).toBe(true);
+      writeFileSync(cert, 'not a certificate');
+      expect(await reload()).toBe(false);
+      const samples = await ops.metrics();
+      expect(sampleOf(samples, 'fleetmq_tls_certificate_reloads_total', { listener: 'tls', result: 'success' })).toBe(1);
+      expect(sampleOf(samples, 'fleetmq_tls_certificate_reloads_total', { listener: 'tls', result: 'failure' })).toBe(1);
+    } finally {
+      await node.stop();
+      pki.cleanup();
+    }
   });
 });
 
