@@ -119,7 +119,10 @@ class LeasedBridge {
     this.stopped = true;
     clearInterval(this.timer);
     return this.serialize(async () => {
-      if (!this.holding) return;
+      if (!this.holding) {
+        this.bridge.stats.state = 'stopped';
+        return;
+      }
       await this.bridge.stop(this.flushMs);
       this.holding = false;
       try {

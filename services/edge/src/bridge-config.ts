@@ -141,6 +141,18 @@ export const bridgeSchema = z
     }
   });
 
+/** The `bridges` section: a list of bridges with distinct names. */
+export const bridgesSchema = z
+  .array(bridgeSchema)
+  .superRefine((bridges, ctx) => {
+    const seen = new Set<string>();
+    bridges.forEach((b, i) => {
+      if (seen.has(b.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: 'another bridge has this name' });
+      seen.add(b.name);
+    });
+  })
+  .default([]);
+
 export type BridgeConfig = z.output<typeof bridgeSchema>;
 
 /** What the bridge library takes, defaults filled in as Mosquitto fills them. */

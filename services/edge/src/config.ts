@@ -6,7 +6,7 @@ import * as z from 'zod';
 import { ConfigError } from '@fleetmq/protocol';
 import { defaultBrokerOptions } from '@fleetmq/broker';
 import { isGlob } from '@fleetmq/auth';
-import { bridgeSchema, redactBridge } from './bridge-config.js';
+import { bridgesSchema, redactBridge } from './bridge-config.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const LISTENER_TYPES = ['tcp', 'ws', 'tls', 'wss'] as const;
@@ -284,7 +284,7 @@ const configSchema = z.strictObject({
   /** DynamoDB keeps retained messages (and, later, sessions and queues); absent: in-process. */
   dynamodb: dynamodbSchema.optional(),
   /** Bridges to other MQTT brokers (Mosquitto `connection` sections); in a cluster each runs on one node. */
-  bridges: z.array(bridgeSchema).default([]),
+  bridges: bridgesSchema,
   ops: opsSchema.default(() => opsSchema.parse({})),
 });
 

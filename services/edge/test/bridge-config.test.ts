@@ -3,11 +3,11 @@ import { ConfigError } from '@fleetmq/protocol';
 import { bridgeOptions, parseBridgeAddress } from '../src/bridge-config.js';
 import { parseConfig, redactSecrets } from '../src/config.js';
 
-/** The ConfigError a config with this one bridge gets. */
-function refusal(bridge: Record<string, unknown>): ConfigError {
+/** The ConfigError a config with these bridges gets. */
+function refusal(...bridges: Record<string, unknown>[]): ConfigError {
   const result = (() => {
     try {
-      return parseConfig({ bridges: [bridge] });
+      return parseConfig({ bridges });
     } catch (err) {
       return err;
     }
@@ -86,6 +86,7 @@ describe('bridges config', () => {
     expect(refusal({ ...minimal, addresses: 'a:b' }).key).toBe('bridges[0].addresses[0]');
     expect(refusal({ ...minimal, tls: { certFile: '/c.pem' } }).key).toBe('bridges[0].tls');
     expect(refusal({ ...minimal, remotePassword: 'x' }).key).toBe('bridges[0].remotePassword');
+    expect(refusal(minimal, minimal).key).toBe('bridges[1].name');
   });
 
   it('never prints the passwords', () => {
