@@ -462,6 +462,30 @@ describe('ops config', () => {
   });
 });
 
+describe('listener limits in the metrics', () => {
+  it('counts a connection a full listener refused, as a limit hit and a refusal by reason', async () => {
+    const node = await start({
+      listeners: [{ type: 'tcp', name: 'small', host: '127.0.0.1', port: 0, maxConnections: 1 }],
+      ops: { port: 0 },
+    });
+    try {
+      const ops = new Ops(node);
+      const url = `mqtt://127.0.0.1:${node.addresses()[0]!.port}`;
+      await connectMqtt(url, { clientId: 'first', username: 'alice', password: USERS.alice, protocolVersion: 5 });
+      const second = createMqtt(url, { clientId: 'second', username: 'alice', password: USERS.alice, protocolVersion: 5 });
+      expect((await once<[Error & { code: number }]>(second, 'error'))[0].code).toBe(0x97);
+      const samples = await ops.metrics();
+      expect(sampleOf(samples, 'fleetmq_limit_hits_total', { limit: 'connections' })).toBe(1);
+      expect(sampleOf(samples, 'fleetmq_connections_refused_total', { listener: 'small', reason: 'connections' })).toBe(1);
+      expect(sampleOf(samples, 'fleetmq_connections_refused_total', { listener: 'small', reason: 'connection_rate' })).toBe(0);
+      expect(sampleOf(samples, 'fleetmq_connections_accepted_total', { listener: 'small' })).toBe(2);
+      expect(sampleOf(samples, 'fleetmq_connections', { listener: 'small', protocol: '5.0' })).toBe(1);
+    } finally {
+      await node.stop();
+    }
+  });
+});
+
 describe('TLS certificate reloads in the metrics', () => {
   it('counts a reload that worked and one that failed, per listener', async () => {
     const pki = makePki();
