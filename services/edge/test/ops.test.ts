@@ -9,7 +9,7 @@ import type { IDisconnectPacket, MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { hashPassword, upsertUser, writePasswordFile } from '@fleetmq/auth';
 import { freePort, makePki } from '@fleetmq/testkit';
-import { parseConfig } from '../src/config.js';
+import { loadConfig, parseConfig, redactSecrets } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { startNode, type RunningNode } from '../src/main.js';
 import { adminCli } from '../src/ops/admin-cli.js';
@@ -422,6 +422,23 @@ describe('ops server without an admin token, with a failure throttle', () => {
 });
 
 describe('ops config', () => {
+  it('defaults to 127.0.0.1:8081, takes FLEETMQ_OPS__* overrides and never prints the token', () => {
+    expect(parseConfig({}).ops).toEqual({ enabled: true, host: '127.0.0.1', port: 8081 });
+    const config = loadConfig({ env: { FLEETMQ_OPS__HOST: '0.0.0.0', FLEETMQ_OPS__PORT: '9181', FLEETMQ_OPS__ADMIN_TOKEN: TOKEN } });
+    expect(config.ops).toEqual({ enabled: true, host: '0.0.0.0', port: 9181, adminToken: TOKEN });
+    expect(JSON.stringify(redactSecrets(config))).not.toContain(TOKEN);
+    expect(redactSecrets(config).ops.adminToken).toBe('[redacted]');
+    let message = '';
+    try {
+      parseConfig({ ops: { adminToken: 'too-short' } });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/^config ops\.adminToken: the value \(not shown\) is invalid/);
+    expect(message).not.toContain('too-short');
+    expect(() => parseConfig({ ops: { port: 70000 } })).toThrow(/ops\.port/);
+  });
+
   it('fails to start when the ops port is taken, and closes what it opened', async () => {
     const first = await start({ ops: { port: 0 } });
     try {
