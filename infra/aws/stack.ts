@@ -197,6 +197,8 @@ export class FleetmqAwsStack extends Stack {
       },
       secrets: {
         FLEETMQ_OPS__ADMIN_TOKEN: ecs.Secret.fromSecretsManager(adminToken),
+        // the admin CLI run with `aws ecs execute-command` finds the token too
+        FLEETMQ_ADMIN_TOKEN: ecs.Secret.fromSecretsManager(adminToken),
         FLEETMQ_PASSWD: ecs.Secret.fromSecretsManager(passwordFile),
       },
       portMappings: [
@@ -223,6 +225,8 @@ export class FleetmqAwsStack extends Stack {
       maxHealthyPercent: 200,
       circuitBreaker: { rollback: true },
       healthCheckGracePeriod: Duration.seconds(60),
+      // `aws ecs execute-command` for the admin CLI (IAM decides who may)
+      enableExecuteCommand: true,
       // edge.fleetmq.internal lists every task: Prometheus finds them with dns_sd_configs (port 8081)
       cloudMapOptions: { name: 'edge', cloudMapNamespace: namespace, dnsRecordType: servicediscovery.DnsRecordType.A, dnsTtl: Duration.seconds(10) },
     });

@@ -206,6 +206,8 @@ export class FleetmqChart extends Chart {
                   { name: 'FLEETMQ_CONFIG', value: `${K8S_CONFIG_DIR}/fleetmq.yaml` },
                   { name: 'FLEETMQ_NODE_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
                   { name: 'FLEETMQ_OPS__ADMIN_TOKEN', valueFrom: { secretKeyRef: adminTokenRef } },
+                  // the admin CLI run with kubectl exec finds the token too
+                  { name: 'FLEETMQ_ADMIN_TOKEN', valueFrom: { secretKeyRef: adminTokenRef } },
                   { name: 'AWS_REGION', value: props.dynamodb.region },
                 ],
                 volumeMounts: mounts,

@@ -63,6 +63,7 @@ describe('AWS stack: edge service', () => {
       LaunchType: 'FARGATE',
       // autoscaling owns the count: a DesiredCount would reset it on every deploy
       DesiredCount: Match.absent(),
+      EnableExecuteCommand: true,
       LoadBalancers: Match.arrayWith([Match.objectLike({ ContainerName: 'edge', ContainerPort: 1883 }), Match.objectLike({ ContainerName: 'edge', ContainerPort: 8083 })]),
       DeploymentConfiguration: Match.objectLike({ MinimumHealthyPercent: 100, MaximumPercent: 200, DeploymentCircuitBreaker: { Enable: true, Rollback: true } }),
     });
@@ -85,7 +86,9 @@ describe('AWS stack: edge service', () => {
     expect(JSON.stringify(env.FLEETMQ_CLUSTER__REDIS__URL)).toMatch(/rediss:\/\/.*PrimaryEndPoint\.Address.*PrimaryEndPoint\.Port/);
     expect(env.FLEETMQ_DYNAMODB__REGION).toEqual({ Ref: 'AWS::Region' });
     const secrets = (c.Secrets as { Name: string }[]).map((s) => s.Name).sort();
-    expect(secrets).toEqual(['FLEETMQ_OPS__ADMIN_TOKEN', 'FLEETMQ_PASSWD']);
+    expect(secrets).toEqual(['FLEETMQ_ADMIN_TOKEN', 'FLEETMQ_OPS__ADMIN_TOKEN', 'FLEETMQ_PASSWD']);
+    const from = (name: string) => JSON.stringify((c.Secrets as { Name: string; ValueFrom: unknown }[]).find((s) => s.Name === name)!.ValueFrom);
+    expect(from('FLEETMQ_ADMIN_TOKEN')).toBe(from('FLEETMQ_OPS__ADMIN_TOKEN'));
     // the wrapper writes both files and then execs node, so SIGTERM reaches the node
     expect(c.Command[0]).toMatch(/> \/tmp\/fleetmq\.yaml .*> \/tmp\/passwd && exec node services\/edge\/dist\/cli\.js start$/);
   });

@@ -94,6 +94,7 @@ describe('Kubernetes chart: edge Deployment', () => {
     expect(c.env).toContainEqual({ name: 'FLEETMQ_CONFIG', value: '/etc/fleetmq/config/fleetmq.yaml' });
     expect(c.volumeMounts).toContainEqual({ name: 'config', mountPath: '/etc/fleetmq/config', readOnly: true });
     expect(c.env).toContainEqual({ name: 'FLEETMQ_OPS__ADMIN_TOKEN', valueFrom: { secretKeyRef: { name: 'fleetmq-secrets', key: 'admin-token' } } });
+    expect(c.env).toContainEqual({ name: 'FLEETMQ_ADMIN_TOKEN', valueFrom: { secretKeyRef: { name: 'fleetmq-secrets', key: 'admin-token' } } });
     expect(find(inCluster.objects, 'Secret', 'fleetmq-secrets').stringData).toEqual({ 'admin-token': 'admin-token-for-tests' });
     expect(find(inCluster.objects, 'Deployment', 'fleetmq-edge').spec.template.spec.volumes).toContainEqual({ name: 'secrets', secret: { secretName: 'mqtt-users', items: [{ key: 'users.passwd', path: 'passwd' }] } });
     expect(c.env).toContainEqual({ name: 'FLEETMQ_NODE_ID', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } });
