@@ -261,7 +261,7 @@ describe('parseListenerUrls', () => {
 describe('auth and limits', () => {
   it('default to anonymous access, no ACL and no limits beyond the mqtt section', () => {
     const { auth, limits } = parseConfig({});
-    expect(auth).toEqual({ allowAnonymous: true, aclSubscribe: 'covered', failureThrottle: { burst: 10, perSecond: 0.2 } });
+    expect(auth).toEqual({ allowAnonymous: true, watchFiles: true, aclSubscribe: 'covered', failureThrottle: { burst: 10, perSecond: 0.2 } });
     expect(limits).toEqual({ maximumQoS: 2, retain: 'allowed' });
   });
 
