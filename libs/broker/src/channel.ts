@@ -100,6 +100,11 @@ export interface ChannelStats {
   /** Bytes read from and written to client connections (the transport counts them). */
   bytesIn: number;
   bytesOut: number;
+  /**
+   * CONNECTs refused with a CONNACK, by listener, then by reason code (an array of 256):
+   * `fleetmq_connections_refused_total{listener, reason}`.
+   */
+  connectsRefused: Map<string, number[]>;
   /** Deliveries dropped: queue full, expired, too large for the client, or refused by the bus. */
   dropped: { queueFull: number; expired: number; tooLarge: number; publishFailed: number; slowConsumer: number };
   protocolErrors: number;
@@ -541,6 +546,10 @@ export class Channel implements LiveChannel {
 
   private refuseConnect(reasonCode: number, reason: string, v3ReturnCode = toV3ConnackCode(reasonCode)): void {
     this.ctx.stats.protocolErrors++;
+    const refused = this.ctx.stats.connectsRefused;
+    let byCode = refused.get(this.info.listener);
+    if (byCode === undefined) refused.set(this.info.listener, (byCode = new Array<number>(256).fill(0)));
+    byCode[reasonCode & 0xff]!++;
     this.log.info({ reasonCode, reason, remoteAddress: this.info.remoteAddress }, 'connect_refused');
     if (this.protocolVersion === 5) {
       this.sink.send({
