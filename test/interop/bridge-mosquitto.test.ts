@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, parseConfig, startNode, type RunningNode } from '@fleetmq/edge';
 import { freePort, makePki, startMosquitto, type MosquittoFixture, type TestPki } from '@fleetmq/testkit';
-import { Inbox, connectMqtt, endMqttClients, quietPeriod, waitUntil } from '../support/clients.js';
+import { Inbox, connectMqtt, createMqtt, endMqttClients, quietPeriod, waitUntil } from '../support/clients.js';
 
 // Bridges between FleetMQ and Debian's real mosquitto 2.0, both ways: FleetMQ's bridge to a
 // mosquitto (plain TCP and TLS, prefixes, remote restarted mid-test) and mosquitto's own
@@ -114,17 +114,27 @@ describe('FleetMQ bridge to a real mosquitto', () => {
     expect(remoteInbox.messages.map((m) => m.topic).sort()).toEqual(['loop4/a', 'loop4/b', 'loop5/a', 'loop5/b']);
   });
 
-  it('keeps QoS 1 messages sent while the remote was down, and delivers them when it is back', async () => {
-    const remote = await mosquitto();
-    const { node, url } = await fleetmq([bridge('cloud', remote.port, { cleanSession: false, topics: ['q/# both 1'], maxQueued: 100 })]);
-    await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 5000, 'bridge connected');
-    const local = await connectMqtt(url, { clientId: 'q-pub' });
-    // the remote's subscriber is persistent: it sees what arrives while it is away too
-    const watcher = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'q-watcher', clean: false });
-    await watcher.subscribeAsync('q/#', { qos: 1 });
-    await local.publishAsync('q/before', 'b', { qos: 1 });
-    await new Inbox(watcher).wait(1);
+  /** A mosquitto that keeps its sessions across a restart (persistence written on SIGTERM). */
+  const persistentRemote = (): Promise<MosquittoFixture> => mosquitto({ config: ['persistence true', 'persistence_location %dir%/'] });
+
+  /** A persistent subscriber at the remote, offline while the test runs: it gets what arrives meanwhile. */
+  async function offlineWatcher(port: number, clientId: string, filter: string): Promise<void> {
+    const watcher = await connectMqtt(`mqtt://127.0.0.1:${port}`, { clientId, clean: false });
+    await watcher.subscribeAsync(filter, { qos: 1 });
     await watcher.endAsync();
+  }
+
+  it('keeps QoS 1 messages sent while the remote was down, and delivers them when it is back', async () => {
+    const remote = await persistentRemote();
+    const { node, url } = await fleetmq([bridge('cloud', remote.port, { topics: ['q/# both 1'], maxQueued: 100 })]);
+    await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 5000, 'bridge connected');
+    await offlineWatcher(remote.port, 'q-watcher', 'q/#');
+    const local = await connectMqtt(url, { clientId: 'q-pub' });
+    await local.publishAsync('q/before', 'b', { qos: 1 });
+
+    await remote.restart(); // mid-test: the bridge loses the remote and finds it again
+    await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 8000, 'bridge reconnected after a restart');
+    await local.publishAsync('q/after-restart', 'r', { qos: 1 });
 
     await remote.kill();
     await waitUntil(() => bridgeState(node, 'cloud') !== 'connected', 5000, 'bridge notices');
@@ -132,37 +142,34 @@ describe('FleetMQ bridge to a real mosquitto', () => {
     expect(node.bridges!.stats()[0]!.queued).toBe(20);
     await remote.restart();
     await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 8000, 'bridge reconnected');
-    const back = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'q-watcher-2' });
-    const inbox = new Inbox(back);
-    await back.subscribeAsync('q/#', { qos: 1 });
     await waitUntil(() => node.bridges!.stats()[0]!.queued === 0, 5000, 'queue drained');
-    // mosquitto runs without persistence, so the watcher after the restart sees only new
-    // traffic: publish one more and check the order of everything the bridge sent since
-    await local.publishAsync('q/after', 'a', { qos: 1 });
-    await inbox.wait(1, 5000, (m) => m.topic === 'q/after');
-    // mosquitto forwards before it acknowledges: the count follows the PUBACK
-    await waitUntil(() => node.bridges!.stats()[0]!.messagesOut === 22, 3000, 'every message acknowledged');
+
+    // the inbox listens before CONNACK: the stored messages follow it at once
+    const inbox = new Inbox(createMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'q-watcher', clean: false }));
+    const got = await inbox.wait(22, 8000);
+    expect(got.map((m) => m.topic)).toEqual(['q/before', 'q/after-restart', ...Array.from({ length: 20 }, (_, i) => `q/while-down/${i}`)]);
     const stats = node.bridges!.stats()[0]!;
-    expect(stats.dropped).toBe(0);
-    expect(stats.connects).toBe(2);
+    expect(stats).toMatchObject({ messagesOut: 22, dropped: 0, connects: 3 });
   });
 
   it('drops the oldest queued message when the queue is full, and counts it', async () => {
-    const remote = await mosquitto();
+    const remote = await persistentRemote();
     const { node, url } = await fleetmq([bridge('small', remote.port, { topics: ['d/# out 1'], maxQueued: 5 })]);
     await waitUntil(() => bridgeState(node, 'small') === 'connected', 5000, 'bridge connected');
+    await offlineWatcher(remote.port, 'd-watcher', 'd/#');
     await remote.kill();
     await waitUntil(() => bridgeState(node, 'small') !== 'connected', 5000, 'bridge notices');
     const local = await connectMqtt(url, { clientId: 'd-pub' });
     for (let i = 0; i < 8; i++) await local.publishAsync(`d/${i}`, String(i), { qos: 1 });
     expect(node.bridges!.stats()[0]).toMatchObject({ queued: 5, dropped: 3 });
-    // a persistent watcher on the restarted remote: subscribe before the bridge is back
     await remote.restart();
-    const watcher = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'd-watcher' });
-    const inbox = new Inbox(watcher);
-    await watcher.subscribeAsync('d/#', { qos: 1 });
-    const got = await inbox.wait(5, 8000);
+    await waitUntil(() => node.bridges!.stats()[0]!.messagesOut === 5, 8000, 'the queue sent');
+    // the inbox listens before CONNACK: the stored messages follow it at once
+    const watcher = createMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'd-watcher', clean: false });
+    const got = await new Inbox(watcher).wait(5, 8000);
     expect(got.map((m) => m.topic)).toEqual(['d/3', 'd/4', 'd/5', 'd/6', 'd/7']);
+    await quietPeriod(300);
+    expect(node.bridges!.stats()[0]).toMatchObject({ queued: 0, dropped: 3, messagesOut: 5 });
   });
 
   it('publishes its state retained on $SYS/broker/connection/<name>/state, locally and on the remote', async () => {
@@ -226,6 +233,20 @@ describe('FleetMQ bridge to a real mosquitto', () => {
     expect((await remoteInbox.wait(1))[0]!.topic).toBe('remote/tls/up');
     await remoteClient.publishAsync('remote/tls/down', 'd', { qos: 1 });
     expect((await localInbox.wait(1, 5000, (m) => m.topic === 'tls/down'))[0]!.payload).toBe('d');
+  });
+  it('checks the remote host name against its certificate unless insecure (Mosquitto bridge_insecure)', async () => {
+    const remote = await mosquitto({
+      listener: (p) => [`listener ${p} 127.0.0.1`, 'allow_anonymous true', `certfile ${pki.server.cert}`, `keyfile ${pki.server.key}`],
+    });
+    const tls = { caFile: pki.ca, serverName: 'not-the-server.example' };
+    const { node } = await fleetmq([
+      bridge('strict', remote.port, { topics: ['s/# out 0'], tls }),
+      bridge('insecure', remote.port, { topics: ['i/# out 0'], tls: { ...tls, insecure: true } }),
+    ]);
+    await waitUntil(() => bridgeState(node, 'insecure') === 'connected', 5000, 'the insecure bridge connected');
+    await quietPeriod(500);
+    expect(bridgeState(node, 'strict')).not.toBe('connected');
+    expect(node.bridges!.stats().find((s) => s.name === 'strict')!.connects).toBe(0);
   });
 });
 
