@@ -30,11 +30,21 @@
  *
  * ready is true only while connected; after a reconnect (nats.js resubscribes by itself)
  * ready turns true once a flush has confirmed the replayed subscriptions.
+ *
+ * No echo: a node never receives its own publications back from NATS. The bus publishes and
+ * holds its plain subscriptions on a connection with `noEcho`, and hands what it publishes to
+ * its own matching plain subscriptions itself, synchronously, as the in-process bus does
+ * (bus amplification 1.0: NATS sends a node only what another node published for it).
+ * Queue groups cannot work that way (nats-server skips a no-echo publisher's own queue
+ * members, and a group whose only members are on the publishing node would lose the
+ * message), so shared subscriptions live on a second connection, `<name>/groups`, with echo:
+ * NATS picks one member among every node, this one included. The bus is ready while both
+ * connections are.
  */
 import { DebugEvents, Events, connect } from 'nats';
 import type { ConnectionOptions, Msg, NatsConnection, NatsError, ServerInfo, Status, Subscription } from 'nats';
 import { BackendUnavailableError, MqttError, ReasonCode, isValidTopicFilter } from '@fleetmq/protocol';
-import { silentLog } from '@fleetmq/broker';
+import { TopicTrie, silentLog } from '@fleetmq/broker';
 import type { BrokerLog, BusHandler, BusSubscribeOptions, BusSubscription, Message, MessageBus } from '@fleetmq/broker';
 import { SubjectCodec, escapeLevel, leadingWildcard, subjectFits } from './subject-codec.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
@@ -83,8 +93,10 @@ export interface NatsMessageBusOptions {
 export type NatsBusStatus = 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 export interface NatsMessageBusStats {
-  /** NATS messages this bus received (every copy, before any check). */
+  /** NATS messages this bus received (every copy, before any check), on both connections. */
   readonly messagesIn: number;
+  /** Own publications handed to this node's plain subscriptions without NATS (one per subscription). */
+  readonly localDeliveries: number;
   readonly messagesOut: number;
   readonly bytesIn: number;
   readonly bytesOut: number;
@@ -189,8 +201,16 @@ export class NatsMessageBus implements MessageBus {
   private readonly maxControlLine: number;
   private readonly interests = new Map<string, Interest>();
   private nc: NatsConnection | undefined;
+  /** The connection of the queue-group subscriptions (with echo). */
+  private gnc: NatsConnection | undefined;
   /** The connection is up as far as the bus knows (status events, then a confirming flush). */
   private linkUp = false;
+  private groupsUp = false;
+  /** This bus's plain interests by filter: its own publications go to these directly. */
+  private readonly local = new TopicTrie<string, Interest>();
+  /** The message being handed to local interests; saved and restored around nested publishes. */
+  private current: Message | undefined;
+  private localCount = 0;
   /** Bumped whenever the connection goes down: a confirming flush from before does not count. */
   private generation = 0;
   /** nats.js closed the connection (by close(), or on its own). */
@@ -218,14 +238,26 @@ export class NatsMessageBus implements MessageBus {
    */
   static async connect(options: NatsMessageBusOptions): Promise<NatsMessageBus> {
     const bus = new NatsMessageBus(options);
-    let nc: NatsConnection;
+    let connections: [NatsConnection, NatsConnection];
     try {
-      nc = await connect(bus.connectionOptions(options.waitOnFirstConnect ?? false));
+      connections = await bus.connectBoth(options.waitOnFirstConnect ?? false);
     } catch (err) {
       throw new BackendUnavailableError('nats', `cannot connect to NATS: ${errorMessage(err)}`, { cause: err });
     }
-    bus.attach(nc);
+    bus.attach(...connections);
     return bus;
+  }
+
+  /** Both connections, or neither (one that opened is closed again). */
+  private async connectBoth(waitOnFirstConnect: boolean): Promise<[NatsConnection, NatsConnection]> {
+    const [main, groups] = await Promise.allSettled([
+      connect(this.connectionOptions(waitOnFirstConnect, 'main')),
+      connect(this.connectionOptions(waitOnFirstConnect, 'groups')),
+    ]);
+    if (main.status === 'fulfilled' && groups.status === 'fulfilled') return [main.value, groups.value];
+    if (main.status === 'fulfilled') await main.value.close().catch(() => undefined);
+    if (groups.status === 'fulfilled') await groups.value.close().catch(() => undefined);
+    throw main.status === 'rejected' ? main.reason : (groups as PromiseRejectedResult).reason;
   }
 
   /**
@@ -249,13 +281,13 @@ export class NatsMessageBus implements MessageBus {
 
   /** True while connected to NATS with every subscription active. */
   get ready(): boolean {
-    return this.linkUp && !this.closed;
+    return this.linkUp && this.groupsUp && !this.closed;
   }
 
   get status(): NatsBusStatus {
     if (this.closed || this.ncClosed) return 'closed';
     if (this.nc === undefined) return 'connecting';
-    return this.linkUp ? 'connected' : 'reconnecting';
+    return this.linkUp && this.groupsUp ? 'connected' : 'reconnecting';
   }
 
   /** NATS subscriptions this bus holds (one per distinct (filter, group), two for `x/#`). */
@@ -265,11 +297,13 @@ export class NatsMessageBus implements MessageBus {
 
   get stats(): NatsMessageBusStats {
     const s = this.nc?.stats();
+    const g = this.gnc?.stats();
     return {
-      messagesIn: s?.inMsgs ?? 0,
-      messagesOut: s?.outMsgs ?? 0,
-      bytesIn: s?.inBytes ?? 0,
-      bytesOut: s?.outBytes ?? 0,
+      messagesIn: (s?.inMsgs ?? 0) + (g?.inMsgs ?? 0),
+      localDeliveries: this.localCount,
+      messagesOut: (s?.outMsgs ?? 0) + (g?.outMsgs ?? 0),
+      bytesIn: (s?.inBytes ?? 0) + (g?.inBytes ?? 0),
+      bytesOut: (s?.outBytes ?? 0) + (g?.outBytes ?? 0),
       malformed: this.malformedCount,
       handlerErrors: this.handlerErrorCount,
       reconnects: this.reconnectCount,
@@ -301,8 +335,35 @@ export class NatsMessageBus implements MessageBus {
     } catch (err) {
       return Promise.reject(this.unavailable(err));
     }
-    return message.qos === 0 ? RESOLVED : this.confirm(connection);
+    if (message.qos === 0) {
+      this.deliverLocally(message);
+      return RESOLVED;
+    }
+    // QoS 1/2 reach this node's own subscribers once NATS confirmed them, as they reach the
+    // others: a publish that is refused was delivered nowhere (and its resend only once)
+    const confirmed = this.confirm(connection);
+    return this.local.size === 0 ? confirmed : confirmed.then(() => this.deliverLocally(message));
   }
+
+  /** An own publication to this node's matching plain subscriptions (NATS does not echo it). */
+  private deliverLocally(message: Message): void {
+    if (this.local.size === 0) return;
+    const previous = this.current;
+    this.current = message;
+    try {
+      this.local.match(message.topic, this.visitLocal);
+    } finally {
+      this.current = previous;
+    }
+  }
+
+  // Bound once, so that publishing allocates no closures.
+  private readonly visitLocal = (_filter: string, entries: ReadonlyMap<string, Interest>): void => {
+    for (const interest of entries.values()) {
+      this.localCount++;
+      this.deliver(interest, this.current!);
+    }
+  };
 
   async subscribe(filter: string, handler: BusHandler, options?: BusSubscribeOptions): Promise<BusSubscription> {
     if (this.closed) throw this.unavailable();
@@ -317,7 +378,7 @@ export class NatsMessageBus implements MessageBus {
     interest.members.push(member);
     if (!interest.confirmed) {
       try {
-        await this.confirm(this.connection());
+        await (group === undefined ? this.confirm(this.connection()) : this.confirmGroups());
         interest.confirmed = true;
       } catch (err) {
         member.active = false;
@@ -342,16 +403,19 @@ export class NatsMessageBus implements MessageBus {
     interest.remove(member);
     if (interest.members.length > 0 || this.interests.get(interest.key) !== interest) return;
     this.interests.delete(interest.key);
+    if (interest.group === undefined) this.local.remove(interest.filter, interest.key);
     for (const sub of interest.subs) sub.unsubscribe();
     this.subscriptionCount -= interest.subs.length;
     interest.subs = [];
   }
 
-  private connectionOptions(waitOnFirstConnect: boolean): ConnectionOptions {
+  private connectionOptions(waitOnFirstConnect: boolean, kind: 'main' | 'groups'): ConnectionOptions {
     const o = this.options;
     return {
       servers: [...o.servers],
-      name: o.name,
+      name: kind === 'main' ? o.name : `${o.name}/groups`,
+      // the main connection never gets its own publications back (see the top of this file)
+      noEcho: kind === 'main',
       ...(o.user !== undefined ? { user: o.user } : {}),
       ...(o.pass !== undefined ? { pass: o.pass } : {}),
       ...(o.token !== undefined ? { token: o.token } : {}),
@@ -372,12 +436,12 @@ export class NatsMessageBus implements MessageBus {
     let failures = 0;
     while (!this.closed) {
       try {
-        const nc = await connect(this.connectionOptions(false));
+        const [nc, gnc] = await this.connectBoth(false);
         if (this.closed) {
-          await nc.close();
+          await Promise.all([nc.close(), gnc.close()]);
           return;
         }
-        this.attach(nc);
+        this.attach(nc, gnc);
         return;
       } catch (err) {
         if (this.closed) return;
@@ -395,12 +459,60 @@ export class NatsMessageBus implements MessageBus {
     }
   }
 
-  private attach(nc: NatsConnection): void {
+  private attach(nc: NatsConnection, gnc: NatsConnection): void {
     this.nc = nc;
+    this.gnc = gnc;
     this.linkUp = true;
+    this.groupsUp = true;
     this.log.info({ server: nc.getServer() }, 'bus_connected');
     this.watch(nc).catch((err: unknown) => this.log.error({ error: errorMessage(err) }, 'bus_status_watch_failed'));
+    this.watchGroups(gnc).catch((err: unknown) => this.log.error({ error: errorMessage(err) }, 'bus_status_watch_failed'));
     void nc.closed().then((err) => this.onClosed(err));
+    void gnc.closed().then((err) => {
+      this.groupsUp = false;
+      if (!this.closed) this.log.error(err ? { error: err.message } : {}, 'bus_groups_closed');
+    });
+  }
+
+  /**
+   * The queue-group connection: down means not ready (a shared subscription here would miss
+   * what NATS gives this node); after a reconnect, ready once a flush confirms its replayed
+   * subscriptions. Publications never travel on it, so no confirmation depends on it.
+   */
+  private async watchGroups(gnc: NatsConnection): Promise<void> {
+    for await (const status of gnc.status()) {
+      switch (status.type) {
+        case Events.Disconnect:
+        case DebugEvents.Reconnecting:
+        case DebugEvents.StaleConnection:
+        case DebugEvents.ClientInitiatedReconnect:
+          if (this.groupsUp && !this.closed) this.log.warn({ server: String(status.data) }, 'bus_groups_disconnected');
+          this.groupsUp = false;
+          break;
+        case Events.Reconnect:
+          gnc.flush().then(
+            () => {
+              if (this.closed || this.groupsUp || gnc.isClosed()) return;
+              for (const interest of this.interests.values()) if (interest.group !== undefined) interest.confirmed = true;
+              this.groupsUp = true;
+              this.log.info({ server: String(status.data) }, 'bus_groups_reconnected');
+            },
+            () => undefined,
+          );
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** A flush on the queue-group connection: the server has its SUBs. */
+  private confirmGroups(): Promise<void> {
+    const gnc = this.gnc;
+    if (gnc === undefined || !this.groupsUp || gnc.isClosed()) return Promise.reject(this.unavailable());
+    return gnc.flush().catch((err: unknown) => {
+      throw this.unavailable(err);
+    });
   }
 
   private async watch(nc: NatsConnection): Promise<void> {
@@ -447,7 +559,7 @@ export class NatsMessageBus implements MessageBus {
     nc.flush().then(
       () => {
         if (generation !== this.generation || this.closed || this.linkUp) return;
-        for (const interest of this.interests.values()) interest.confirmed = true;
+        for (const interest of this.interests.values()) if (interest.group === undefined) interest.confirmed = true;
         this.linkUp = true;
         this.log.info({ server, subscriptions: this.subscriptionCount, reconnects: this.reconnectCount }, 'bus_reconnected');
       },
@@ -528,6 +640,8 @@ export class NatsMessageBus implements MessageBus {
     await this.background;
     const nc = this.nc;
     if (nc === undefined) return;
+    this.groupsUp = false;
+    await this.gnc?.close().catch(() => undefined);
     if (this.linkUp && !nc.isClosed()) {
       // confirm what this tick published now, then wait for every PONG (they come in order)
       const tick = this.pending;
@@ -547,7 +661,7 @@ export class NatsMessageBus implements MessageBus {
   }
 
   private openInterest(key: string, filter: string, group: string | undefined): Interest {
-    const nc = this.nc;
+    const nc = group === undefined ? this.nc : this.gnc;
     if (nc === undefined) throw this.unavailable();
     const subjects = this.codec.interestSubjects(filter);
     const queue = group === undefined ? undefined : queueName(group, filter);
@@ -563,6 +677,7 @@ export class NatsMessageBus implements MessageBus {
     interest.subs = subjects.map((subject) => nc.subscribe(subject, queue === undefined ? { callback } : { queue, callback }));
     this.subscriptionCount += interest.subs.length;
     this.interests.set(key, interest);
+    if (group === undefined) this.local.add(filter, key, interest);
     return interest;
   }
 
@@ -583,6 +698,11 @@ export class NatsMessageBus implements MessageBus {
       this.malformed(subject, err instanceof Error ? err : new Error(String(err)));
       return;
     }
+    this.deliver(interest, message);
+  }
+
+  /** One message to the members of one interest: one of a queue group, or all. */
+  private deliver(interest: Interest, message: Message): void {
     if (interest.group !== undefined) {
       this.call(interest.nextMember(), message);
       return;

@@ -55,13 +55,32 @@ interface ConnzSub {
   subject: string;
   qgroup?: string;
 }
-/** The server's view of one connection's subscriptions, from its monitoring endpoint. */
+/**
+ * The server's view of one bus's subscriptions, from its monitoring endpoint: plain ones on
+ * the connection named `name`, queue groups on `<name>/groups` (and nowhere else).
+ */
 async function serverSubscriptions(name: string): Promise<ConnzSub[]> {
   const res = await fetch(`http://127.0.0.1:${monitorPort}/connz?subs=detail`);
   const body = (await res.json()) as { connections: Array<{ name?: string; subscriptions_list_detail?: ConnzSub[] }> };
+  const subs = (conn: string): ConnzSub[] => {
+    const found = body.connections.find((c) => c.name === conn);
+    if (found === undefined) throw new Error(`no connection named ${conn}`);
+    return (found.subscriptions_list_detail ?? []).map((s) => (s.qgroup ? { subject: s.subject, qgroup: s.qgroup } : { subject: s.subject }));
+  };
+  const plain = subs(name);
+  const groups = subs(`${name}/groups`);
+  expect(plain.filter((s) => s.qgroup !== undefined)).toEqual([]);
+  expect(groups.filter((s) => s.qgroup === undefined)).toEqual([]);
+  return [...plain, ...groups];
+}
+
+/** Messages the server has sent the connection named `name`. */
+async function outMsgs(name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${monitorPort}/connz`);
+  const body = (await res.json()) as { connections: Array<{ name?: string; out_msgs: number }> };
   const conn = body.connections.find((c) => c.name === name);
   if (conn === undefined) throw new Error(`no connection named ${name}`);
-  return (conn.subscriptions_list_detail ?? []).map((s) => (s.qgroup ? { subject: s.subject, qgroup: s.qgroup } : { subject: s.subject }));
+  return conn.out_msgs;
 }
 
 const bySubject = (a: ConnzSub, b: ConnzSub): number =>
@@ -108,17 +127,48 @@ describe('NatsMessageBus: interest', () => {
     const atB = new Recorder();
     await b.subscribe('site/b/#', atB.handler);
     const aBefore = a.stats.messagesIn;
+    const aLocalBefore = a.stats.localDeliveries;
     const bBefore = b.stats.messagesIn;
+    const bLocalBefore = b.stats.localDeliveries;
     for (let i = 0; i < 20; i++) await a.publish(testMessage(`site/a/${i}`));
     for (let i = 0; i < 5; i++) await a.publish(testMessage(`site/b/${i}`));
     await a.publish(testMessage('site/b')); // the parent level of 'site/b/#'
     await waitFor(() => atB.messages.length === 6, 'the deliveries at b');
     await settle(a);
     await settle(b);
-    // b got exactly its 6 (+1 probe), a got only its own probe: nothing was broadcast
-    expect(b.stats.messagesIn - bBefore).toBe(6 + 1);
-    expect(a.stats.messagesIn - aBefore).toBe(1);
+    // b got exactly its 6 from NATS, a got nothing: nothing was broadcast, and each node's own
+    // probe came to it directly, without the echo
+    expect(b.stats.messagesIn - bBefore).toBe(6);
+    expect(a.stats.messagesIn - aBefore).toBe(0);
+    expect(a.stats.localDeliveries - aLocalBefore).toBe(1);
+    expect(b.stats.localDeliveries - bLocalBefore).toBe(1);
     expect(atB.topics).toEqual(['site/b/0', 'site/b/1', 'site/b/2', 'site/b/3', 'site/b/4', 'site/b']);
+  });
+
+  it('gets its own publications without the echo: NATS sends it none, its plain subscriptions get them directly, a queue group of its own members still gets each once', async () => {
+    const name = `own-${nextNode++}`;
+    const a = await node({ name });
+    const plain = new Recorder();
+    const twice = new Recorder();
+    const grouped = new Recorder();
+    await a.subscribe('own/+', plain.handler);
+    await a.subscribe('own/#', twice.handler);
+    await a.subscribe('own/#', twice.handler);
+    await a.subscribe('own/+', grouped.handler, { group: 'g' }); // the group's only member
+    const before = await outMsgs(name);
+    const sent: Message[] = [];
+    for (let i = 0; i < 10; i++) {
+      const message = testMessage(`own/${i}`, { qos: (i % 3) as 0 | 1 | 2 });
+      await a.publish(message);
+      sent.push(message);
+    }
+    await waitFor(() => grouped.messages.length === 10, 'the group deliveries');
+    expect(plain.ids).toEqual(sent.map((m) => m.id));
+    // once per matching subscription (two members of one interest)
+    expect(twice.ids).toEqual(sent.flatMap((m) => [m.id, m.id]));
+    expect(grouped.ids).toEqual(sent.map((m) => m.id));
+    // the server sent the publishing connection nothing back
+    expect((await outMsgs(name)) - before).toBe(0);
   });
 
   it('gives a queue group each message exactly once across two nodes', async () => {

@@ -86,7 +86,36 @@ export class TopicTrie<K, V> {
   match(topic: string, visit: TrieVisitor<K, V>): void {
     const levels = topic.split('/');
     const dollar = topic.charCodeAt(0) === 0x24;
-    this.walk(this.root, levels, 0, dollar, visit);
+    // depth first, without recursion: a topic may have tens of thousands of levels
+    const nodes: TrieNode<K, V>[] = [this.root];
+    const depths: number[] = [0];
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const i = depths.pop()!;
+      const wildcardsAllowed = !(dollar && i === 0);
+      if (wildcardsAllowed) {
+        // '#' matches this level and everything below, including nothing (parent match)
+        const hash = node.children.get('#');
+        if (hash?.entries !== undefined && hash.entries.size > 0) visit(hash.filter!, hash.entries);
+      }
+      if (i === levels.length) {
+        if (node.entries !== undefined && node.entries.size > 0) visit(node.filter!, node.entries);
+        continue;
+      }
+      if (wildcardsAllowed) {
+        const plus = node.children.get('+');
+        if (plus !== undefined) {
+          nodes.push(plus);
+          depths.push(i + 1);
+        }
+      }
+      // pushed last, walked first: the exact level before '+', as a recursive walk would
+      const exact = node.children.get(levels[i]!);
+      if (exact !== undefined) {
+        nodes.push(exact);
+        depths.push(i + 1);
+      }
+    }
   }
 
   /** Every filter with its entries. */
@@ -96,25 +125,6 @@ export class TopicTrie<K, V> {
       const node = stack.pop()!;
       if (node.entries !== undefined && node.entries.size > 0) visit(node.filter!, node.entries);
       for (const child of node.children.values()) stack.push(child);
-    }
-  }
-
-  private walk(node: TrieNode<K, V>, levels: string[], i: number, dollar: boolean, visit: TrieVisitor<K, V>): void {
-    const wildcardsAllowed = !(dollar && i === 0);
-    if (wildcardsAllowed) {
-      // '#' matches this level and everything below, including nothing (parent match)
-      const hash = node.children.get('#');
-      if (hash?.entries !== undefined && hash.entries.size > 0) visit(hash.filter!, hash.entries);
-    }
-    if (i === levels.length) {
-      if (node.entries !== undefined && node.entries.size > 0) visit(node.filter!, node.entries);
-      return;
-    }
-    const exact = node.children.get(levels[i]!);
-    if (exact !== undefined) this.walk(exact, levels, i + 1, dollar, visit);
-    if (wildcardsAllowed) {
-      const plus = node.children.get('+');
-      if (plus !== undefined) this.walk(plus, levels, i + 1, dollar, visit);
     }
   }
 

@@ -291,6 +291,17 @@ const filterArb = fc
   })
   .filter((f) => f.length > 0);
 
+describe('TopicTrie: deep topics', () => {
+  it('matches a topic of 32,767 levels (the most 65,535 bytes hold) without running out of stack', () => {
+    const trie = new TopicTrie<string, number>();
+    const topic = '/'.repeat(32_766); // 32,767 empty levels
+    const deep = '+/'.repeat(32_766) + '+';
+    for (const filter of [topic, deep, '#', '/#', '+/+/#', '+']) trie.add(filter, 'c', 1);
+    expect(new Set(matched(trie, topic))).toEqual(new Set([topic, deep, '#', '/#', '+/+/#']));
+    expect(new Set(matched(trie, topic + 'x'))).toEqual(new Set([deep, '#', '/#', '+/+/#']));
+  });
+});
+
 describe('TopicTrie properties', () => {
   it('match visits exactly the filters for which topicMatches is true, each once', () => {
     fc.assert(
