@@ -8,7 +8,7 @@ import type { IDisconnectPacket } from 'mqtt';
 import { connect as connectNats } from 'nats';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RedisNodeRegistry } from '@fleetmq/adapter-redis';
-import { startDynamo, startNatsServer, startRedisServer, type DynamoFixture, type NatsFixture, type RedisFixture } from '@fleetmq/testkit';
+import { TcpProxy, freePort, startDynamo, startNatsServer, startRedisServer, type DynamoFixture, type NatsFixture, type RedisFixture } from '@fleetmq/testkit';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { startNode, type RunningNode } from '../src/main.js';
@@ -21,6 +21,8 @@ describe('ops server of a node with NATS, Redis and DynamoDB', () => {
   let nats: NatsFixture;
   let redis: RedisFixture;
   let dynamo: DynamoFixture;
+  /** The node reaches NATS through it: stopped, NATS is down for the node. */
+  let natsProxy: TcpProxy;
   let node: RunningNode;
   let ops: Ops;
   let url: string;
@@ -28,6 +30,8 @@ describe('ops server of a node with NATS, Redis and DynamoDB', () => {
 
   beforeAll(async () => {
     [nats, redis, dynamo] = await Promise.all([startNatsServer(), startRedisServer(), startDynamo()]);
+    natsProxy = new TcpProxy(await freePort(), nats.port, 'nats');
+    await natsProxy.listen();
     process.env.AWS_ACCESS_KEY_ID = dynamo.credentials.accessKeyId;
     process.env.AWS_SECRET_ACCESS_KEY = dynamo.credentials.secretAccessKey;
     const config = parseConfig({
@@ -35,7 +39,7 @@ describe('ops server of a node with NATS, Redis and DynamoDB', () => {
       log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },
       listeners: [{ type: 'tcp', name: 'tcp', host: '127.0.0.1', port: 0 }],
       auth: { allowAnonymous: true },
-      cluster: { nats: { servers: [nats.url], reconnectTimeWait: 100 }, redis: { url: redis.url, keyPrefix } },
+      cluster: { nats: { servers: [natsProxy.url], reconnectTimeWait: 100 }, redis: { url: redis.url, keyPrefix } },
       dynamodb: { endpoint: dynamo.endpoint, region: dynamo.region, tablePrefix: `${keyPrefix.replace(':', '-')}`, createTables: true },
       ops: { port: 0, adminToken: TOKEN },
     });
@@ -47,7 +51,7 @@ describe('ops server of a node with NATS, Redis and DynamoDB', () => {
   afterEach(() => endMqttClients());
   afterAll(async () => {
     await node?.stop();
-    await Promise.allSettled([nats?.stop(), redis?.stop(), dynamo?.stop()]);
+    await Promise.allSettled([natsProxy?.stop(), nats?.stop(), redis?.stop(), dynamo?.stop()]);
   });
 
   it('times every backend request and reports each backend up', async () => {
@@ -78,7 +82,7 @@ describe('ops server of a node with NATS, Redis and DynamoDB', () => {
   it('reports NATS down, counts the refused publish, and is not ready until NATS is back', async () => {
     const c = await connectMqtt(url, { clientId: 'outage-client', protocolVersion: 5 });
     const before = await ops.metrics();
-    const restarted = nats.restart();
+    await natsProxy.stop();
     await vi.waitFor(async () => expect(await ops.value('fleetmq_backend_up', { backend: 'nats' })).toBe(0), { timeout: 5000, interval: 20 });
     expect(await ops.json('/readyz', 503)).toEqual({ status: 'not_ready' });
     expect(await ops.json('/healthz', 200)).toEqual({ status: 'ok' });
@@ -88,7 +92,7 @@ describe('ops server of a node with NATS, Redis and DynamoDB', () => {
     expect((await closed)[0].reasonCode).toBe(0x89);
     const errors = await ops.value('fleetmq_backend_errors_total', { backend: 'nats', operation: 'publish' });
     expect(errors - sampleOf(before, 'fleetmq_backend_errors_total', { backend: 'nats', operation: 'publish' })).toBe(1);
-    await restarted;
+    await natsProxy.listen();
     await vi.waitFor(async () => expect((await ops.fetch('/readyz')).status).toBe(200), { timeout: 10_000, interval: 50 });
     expect(await ops.value('fleetmq_backend_up', { backend: 'nats' })).toBe(1);
   }, 30_000);
