@@ -176,7 +176,8 @@ class LeasedBridge {
     }
     this.log.warn({}, 'bridge_lease_lost');
     this.holding = false;
-    await this.bridge.stop(0);
+    // the lease may be another node's by now: its state notification stands
+    await this.bridge.stop(0, false);
     this.bridge.stats.state = 'standby';
   }
 }

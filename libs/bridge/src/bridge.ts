@@ -103,6 +103,9 @@ function withBridgeBit(client: MqttClient): void {
   internal._writePacket = (packet, cb) => write(packet.cmd === 'connect' ? { ...packet, bridgeMode: true } : packet, cb);
 }
 
+/** Unread bytes to the remote beyond which QoS 0 messages are dropped (counted), not buffered. */
+const QOS0_OUTPUT_LIMIT = 4 * 1024 * 1024;
+
 /** Local publishes the bridge waits for at most before giving up on a message from the remote. */
 const LOCAL_PUBLISH_TIMEOUT_MS = 30_000;
 
@@ -199,9 +202,10 @@ export class Bridge {
 
   /**
    * Stops reconnecting; gives queued QoS 1/2 messages up to `flushMs` to reach a connected
-   * remote; publishes state 0; closes both sides. Messages still queued then are lost (counted).
+   * remote; publishes state 0 (unless `notify` is false: another node runs the bridge now);
+   * closes both sides. Messages still queued then are lost (counted).
    */
-  async stop(flushMs = 0): Promise<void> {
+  async stop(flushMs = 0, notify = true): Promise<void> {
     if (!this.running) return;
     this.running = false;
     clearTimeout(this.timer);
@@ -218,7 +222,7 @@ export class Bridge {
     this.client = undefined;
     this.generation++;
     if (client !== undefined) {
-      if (client.connected && this.options.notifications && !this.options.notificationsLocalOnly) {
+      if (notify && client.connected && this.options.notifications && !this.options.notificationsLocalOnly) {
         await new Promise<void>((resolve) => {
           client.publish(this.options.notificationTopic, '0', { qos: 1, retain: true }, () => resolve());
           setTimeout(resolve, 1_000).unref();
@@ -232,7 +236,7 @@ export class Bridge {
         });
       });
     }
-    await this.publishLocalState(false);
+    if (notify) await this.publishLocalState(false);
     const local = this.local;
     this.local = undefined;
     local?.disconnect();
@@ -301,8 +305,8 @@ export class Bridge {
     };
     const client = this.client;
     if (message.qos === 0) {
-      // as Mosquitto: QoS 0 is not queued for a remote that is away
-      if (client?.connected !== true) {
+      // as Mosquitto: QoS 0 is not queued for a remote that is away, nor piled up for a slow one
+      if (client?.connected !== true || client.stream.writableLength > QOS0_OUTPUT_LIMIT) {
         this.stats.dropped++;
         return;
       }

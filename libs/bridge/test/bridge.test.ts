@@ -10,7 +10,7 @@ import {
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
 import { Broker, silentLog, type Lease } from '@fleetmq/broker';
-import { waitFor } from '@fleetmq/testkit';
+import { collect, waitFor } from '@fleetmq/testkit';
 import {
   BridgeManager,
   LocalClient,
@@ -213,15 +213,21 @@ describe('once per cluster: BridgeManager on a shared lease', () => {
     const r = await remote();
     let now = 1_000;
     const lease = new MemoryLease({ now: () => now });
-    const m = manager(await broker('n1'), lease, 'n1', [options('lost', r.port)], 300);
+    const b = await broker('n1');
+    const m = manager(b, lease, 'n1', [options('lost', r.port, { notifications: true })], 300);
     await m.start();
     await waitFor(() => r.open === 1, 'connected');
+    const state = async (): Promise<string[]> => (await collect(b.retained.match(['$SYS/broker/connection/lost/state']))).map((x) => x.payload.toString());
+    for (let i = 0; i < 100 && (await state())[0] !== '1'; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await state()).toEqual(['1']);
     // the lease runs out (the node stalled) and another node takes it
     now += 10_000;
     expect(await lease.acquire(bridgeLeaseName('lost'), 'other/1', 300_000)).toBe(true);
     await waitFor(() => r.open === 0, 'bridge stopped', { timeoutMs: 2000 });
     expect(m.stats()[0]!.state).toBe('standby');
     expect(m.running()).toEqual([]);
+    // the node that lost the lease does not say 0: the bridge runs elsewhere
+    expect(await state()).toEqual(['1']);
   });
 });
 
