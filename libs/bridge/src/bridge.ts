@@ -85,7 +85,8 @@ export interface BridgeStats {
   queued: number;
   /**
    * Messages lost: QoS 1/2 dropped from a full queue (oldest first), QoS 0 while the remote
-   * was away, messages the remote or the local broker refused, and messages no rule maps.
+   * was away, messages the remote or the local broker refused, messages no rule maps, and
+   * messages still queued when the bridge stopped on this node.
    */
   dropped: number;
   /** Successful remote connections since start. */
@@ -216,11 +217,12 @@ export class Bridge {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
     }
-    const lost = this.queue.length;
-    if (lost > 0) this.stats.dropped += lost;
     const client = this.client;
     this.client = undefined;
     this.generation++;
+    // what did not reach the remote is lost: the bridge may run on another node next
+    const lost = this.queue.clear();
+    this.stats.dropped += lost;
     if (client !== undefined) {
       if (notify && client.connected && this.options.notifications && !this.options.notificationsLocalOnly) {
         await new Promise<void>((resolve) => {

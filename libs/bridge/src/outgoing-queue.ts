@@ -84,6 +84,15 @@ export class OutgoingQueue {
     this.head = 0;
   }
 
+  /** Empties the queue (the bridge stops here); returns how many messages it held. */
+  clear(): number {
+    const count = this.length;
+    this.waiting = [];
+    this.head = 0;
+    this.inflight.clear();
+    return count;
+  }
+
   private compact(): void {
     if (this.head > 1024 && this.head * 2 > this.waiting.length) {
       this.waiting = this.waiting.slice(this.head);

@@ -54,6 +54,15 @@ describe('OutgoingQueue', () => {
     expect(q.take()!.message.topic).toBe('9900');
   });
 
+  it('empties on clear, inflight included', () => {
+    const q = new OutgoingQueue(10, 2);
+    for (const t of ['a', 'b', 'c']) q.push(msg(t));
+    q.take();
+    expect(q.clear()).toBe(3);
+    expect([q.length, q.inflightCount]).toEqual([0, 0]);
+    expect(q.take()).toBeUndefined();
+  });
+
   it('refuses sizes below 1', () => {
     expect(() => new OutgoingQueue(0, 1)).toThrow(RangeError);
     expect(() => new OutgoingQueue(1, 0)).toThrow(RangeError);
