@@ -1,6 +1,6 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IPublishPacket, type ISubscriptionMap, type MqttClient } from 'mqtt';
 
 /**
  * Helpers to drive real MQTT clients nobody here wrote: mqtt.js in-process, Debian's
@@ -374,6 +374,23 @@ export async function connectMqtt(url: string, opts: IClientOptions = {}): Promi
     client.once('error', onError);
   });
   return client;
+}
+
+/** The SUBACK codes, in order (mqtt.js rejects a SUBACK with any failure; its packet tells them). */
+export async function subackCodes(c: MqttClient, topics: string | string[] | ISubscriptionMap, qos: 0 | 1 | 2 = 1): Promise<number[]> {
+  try {
+    return (await c.subscribeAsync(topics, { qos })).map((g) => g.qos);
+  } catch (err) {
+    const packet = (err as { packet?: { granted: (number | { qos: number })[] } }).packet;
+    if (packet === undefined) throw err;
+    return packet.granted.map((g) => (typeof g === 'number' ? g : g.qos));
+  }
+}
+
+/** Writes a Mosquitto password file with Debian's mosquitto_passwd ($7$, 101 rounds); returns its path. */
+export function mosquittoPasswdFile(file: string, users: readonly (readonly [user: string, password: string])[]): string {
+  users.forEach(([user, password], i) => execFileSync('/usr/bin/mosquitto_passwd', ['-b', ...(i === 0 ? ['-c'] : []), file, user, password]));
+  return file;
 }
 
 /** Creates an mqtt.js client without waiting for it (for refusals and errors). */

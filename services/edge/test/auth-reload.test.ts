@@ -4,17 +4,15 @@
  * apply to new CONNECTs; new ACL rules to the next PUBLISH, SUBSCRIBE or delivery; a bad file
  * leaves the rules in force.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { startNode, type RunningNode } from '../src/main.js';
-import { Inbox, connectMqtt, createMqtt, endMqttClients, once, quietPeriod, waitUntil } from '../../../test/support/clients.js';
+import { Inbox, connectMqtt, createMqtt, endMqttClients, mosquittoPasswdFile, once, quietPeriod, subackCodes, waitUntil } from '../../../test/support/clients.js';
 
 const ACL_V1 = `user alice
 topic readwrite fleet/alice/#
@@ -56,12 +54,7 @@ describe('auth files reloaded while clients stay connected', () => {
     renameSync(`${file}.tmp`, file);
   }
 
-  function passwdWith(users: [string, string][]): string {
-    const file = path.join(dir, `passwd-${Math.random().toString(36).slice(2)}`);
-    execFileSync('/usr/bin/mosquitto_passwd', ['-b', '-c', file, users[0]![0], users[0]![1]]);
-    for (const [u, p] of users.slice(1)) execFileSync('/usr/bin/mosquitto_passwd', ['-b', file, u, p]);
-    return file;
-  }
+  const passwdWith = (users: [string, string][]) => mosquittoPasswdFile(path.join(dir, `passwd-${Math.random().toString(36).slice(2)}`), users);
 
   const reloads = () => node.authReloads.reloads;
   const failures = () => node.authReloads.reloadFailures;
@@ -213,17 +206,6 @@ describe('auth files reloaded while clients stay connected', () => {
     expect(reloads()).toBe(before);
   });
 });
-
-/** The SUBACK codes (mqtt.js rejects a SUBACK with a failure; its packet tells them). */
-async function subackCodes(c: MqttClient, filter: string): Promise<number[]> {
-  try {
-    return (await c.subscribeAsync(filter, { qos: 1 })).map((g) => g.qos);
-  } catch (err) {
-    const packet = (err as { packet?: { granted: (number | { qos: number })[] } }).packet;
-    if (packet === undefined) throw err;
-    return packet.granted.map((g) => (typeof g === 'number' ? g : g.qos));
-  }
-}
 
 function readText(file: string): string {
   return readFileSync(file, 'utf8');

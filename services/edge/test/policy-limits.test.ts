@@ -3,7 +3,6 @@
  * claim), connection limits per listener, and the disconnect of a client whose JWT expires:
  * an edge node started from config, driven by mqtt.js and by raw packets.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,7 +14,7 @@ import { RawMqttClient } from '@fleetmq/testkit';
 import { parseConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { startNode, type RunningNode } from '../src/main.js';
-import { Inbox, connectMqtt, createMqtt, endMqttClients, once, quietPeriod } from '../../../test/support/clients.js';
+import { Inbox, connectMqtt, createMqtt, endMqttClients, mosquittoPasswdFile, once, quietPeriod } from '../../../test/support/clients.js';
 
 const JWT_SECRET = 'a policy test secret that is at least 32 bytes';
 
@@ -56,10 +55,7 @@ describe('policy and connection limits on an edge node', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'fleetmq-policies-'));
-    const passwd = path.join(dir, 'passwd');
-    execFileSync('/usr/bin/mosquitto_passwd', ['-b', '-c', passwd, 'alice', 'alice-pw']);
-    execFileSync('/usr/bin/mosquitto_passwd', ['-b', passwd, 'gw-1', 'gw-pw']);
-    execFileSync('/usr/bin/mosquitto_passwd', ['-b', passwd, 'bob', 'bob-pw']);
+    const passwd = mosquittoPasswdFile(path.join(dir, 'passwd'), [['alice', 'alice-pw'], ['gw-1', 'gw-pw'], ['bob', 'bob-pw']]);
     const config = parseConfig({
       nodeId: 'policy-node',
       log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },

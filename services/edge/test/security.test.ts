@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SignJWT } from 'jose';
-import type { IDisconnectPacket, MqttClient } from 'mqtt';
+import type { IDisconnectPacket } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken, hashPassword } from '@fleetmq/auth';
 import { defaultClientLimits, type ClientInfo, type ConnectionInfo } from '@fleetmq/broker';
@@ -28,6 +28,7 @@ import {
   mosquittoPub,
   once,
   quietPeriod,
+  subackCodes,
   type MosquittoVersion,
 } from '../../../test/support/clients.js';
 
@@ -49,16 +50,6 @@ topic read $SYS/#
 pattern readwrite devices/%c/#
 `;
 
-/** The SUBACK codes, in order (mqtt.js rejects a SUBACK with any failure; its packet tells them). */
-async function subackCodes(c: MqttClient, subscriptions: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
-  try {
-    return (await c.subscribeAsync(subscriptions)).map((g) => g.qos);
-  } catch (err) {
-    const packet = (err as { packet?: { granted: (number | { qos: number })[] } }).packet;
-    if (packet === undefined) throw err;
-    return packet.granted.map((g) => (typeof g === 'number' ? g : g.qos));
-  }
-}
 
 describe('edge node security from config (password file, acl_file, JWT, limits)', () => {
   let dir: string;
