@@ -60,19 +60,28 @@ export function limitParam(params: URLSearchParams): number | string {
   return limit;
 }
 
-/** One page of `items` by client ID: those with the prefix, after the cursor, in order. */
-function page<T extends { clientId: string }>(items: Iterable<T>, q: PageQuery): { items: T[]; nextCursor: string | null } {
-  const chosen: T[] = [];
+/**
+ * One page by client ID: the items whose ID has the prefix and comes after the cursor, in
+ * order, shown by `view` (only the page's items are turned into answers).
+ */
+function page<T>(items: Iterable<T>, idOf: (item: T) => string, view: (item: T) => unknown, q: PageQuery): { items: unknown[]; nextCursor: string | null } {
+  const chosen: [string, T][] = [];
   for (const item of items) {
-    if (!item.clientId.startsWith(q.prefix)) continue;
-    if (q.after !== undefined && item.clientId <= q.after) continue;
-    chosen.push(item);
+    const id = idOf(item);
+    if (!id.startsWith(q.prefix)) continue;
+    if (q.after !== undefined && id <= q.after) continue;
+    chosen.push([id, item]);
   }
-  chosen.sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
-  const more = chosen.length > q.limit;
-  const items_ = chosen.slice(0, q.limit);
-  return { items: items_, nextCursor: more ? Buffer.from(items_[items_.length - 1]!.clientId, 'utf8').toString('base64url') : null };
+  chosen.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const shown = chosen.slice(0, q.limit);
+  const last = shown[shown.length - 1];
+  return {
+    items: shown.map(([, item]) => view(item)),
+    nextCursor: chosen.length > q.limit && last !== undefined ? Buffer.from(last[0], 'utf8').toString('base64url') : null,
+  };
 }
+
+type Detached = { readonly session: Session; readonly since: number };
 
 function connectedChannels(broker: Broker): Channel[] {
   const out: Channel[] = [];
@@ -125,14 +134,16 @@ export class AdminApi {
   constructor(private readonly deps: AdminDeps) {}
 
   clients(q: PageQuery): AdminReply {
-    return { status: 200, body: page(connectedChannels(this.deps.broker).map(clientView), q) };
+    return { status: 200, body: page(connectedChannels(this.deps.broker), (c) => c.clientId, clientView, q) };
   }
 
   sessions(q: PageQuery): AdminReply {
     const { broker } = this.deps;
-    const all: { clientId: string }[] = connectedChannels(broker).map((c) => ({ clientId: c.clientId, state: 'connected', ...sessionCounts(c.session!) }));
-    for (const d of broker.registry.detachedSessions()) all.push(detachedView(d.session, d.since));
-    return { status: 200, body: page(all, q) };
+    const all: (Channel | Detached)[] = connectedChannels(broker);
+    for (const d of broker.registry.detachedSessions()) all.push(d);
+    const view = (e: Channel | Detached) =>
+      'since' in e ? detachedView(e.session, e.since) : { clientId: e.clientId, state: 'connected', ...sessionCounts(e.session!) };
+    return { status: 200, body: page(all, (e) => ('since' in e ? e.session.clientId : e.clientId), view, q) };
   }
 
   /** One session: held here (connected or detached), else as the session store has it. */
