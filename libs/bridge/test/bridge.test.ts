@@ -229,6 +229,29 @@ describe('once per cluster: BridgeManager on a shared lease', () => {
     // the node that lost the lease does not say 0: the bridge runs elsewhere
     expect(await state()).toEqual(['1']);
   });
+  it('stops the bridge when the lease cannot be renewed for two thirds of the TTL (Redis down), and runs it again once it can', async () => {
+    const r = await remote();
+    const inner = new MemoryLease();
+    let down = false;
+    const unavailable = (): Promise<never> => Promise.reject(new Error('redis down'));
+    const lease: Lease = {
+      acquire: (...a) => (down ? unavailable() : inner.acquire(...a)),
+      renew: (...a) => (down ? unavailable() : inner.renew(...a)),
+      release: (...a) => (down ? unavailable() : inner.release(...a)),
+      holder: (...a) => (down ? unavailable() : inner.holder(...a)),
+      close: () => inner.close(),
+    };
+    const m = manager(await broker('n1'), lease, 'n1', [options('outage', r.port)], 600);
+    await m.start();
+    await waitFor(() => r.open === 1, 'connected');
+    down = true;
+    const since = Date.now();
+    await waitFor(() => r.open === 0, 'bridge stopped', { timeoutMs: 2000 });
+    // not before its lease could have run out: 2/3 of the TTL since the last renewal
+    expect(Date.now() - since).toBeGreaterThanOrEqual(200);
+    down = false;
+    await waitFor(() => r.open === 1, 'running again', { timeoutMs: 2000 });
+  });
 });
 
 describe('stats and metric samples', () => {
