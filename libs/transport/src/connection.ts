@@ -68,6 +68,8 @@ export class Connection implements ChannelSink, FrameSink {
   private corked = false;
   private protocolVersion: ProtocolVersion = 4;
   private maxOutgoing = Number.POSITIVE_INFINITY;
+  /** Largest packet accepted: the node's maximum, or the client's policy once CONNECT set it. */
+  private maxIncoming: number;
   private keepAliveMs = 0;
   private lastActivity = Date.now();
   private timer: NodeJS.Timeout | undefined;
@@ -85,6 +87,7 @@ export class Connection implements ChannelSink, FrameSink {
     log: BrokerLog,
   ) {
     this.log = log;
+    this.maxIncoming = options.maxPacketSize;
     this.channel = broker.createChannel(this, info);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', (err: Error) => {
@@ -125,7 +128,7 @@ export class Connection implements ChannelSink, FrameSink {
         return;
       }
       // a packet still arriving is refused as soon as its header says it is too large
-      if (wholeSize(header.remaining) > this.options.maxPacketSize) {
+      if (wholeSize(header.remaining) > this.maxIncoming) {
         if (end > 0) parseFrames(this, buf.subarray(0, end));
         if (!this.closed) this.tooLarge(header.remaining);
         return;
@@ -151,7 +154,7 @@ export class Connection implements ChannelSink, FrameSink {
     if (this.closed) return;
     // a policy limit CONNECT set applies from the next packet on
     const length = packet.length ?? 0;
-    if (wholeSize(length) > this.options.maxPacketSize) return this.tooLarge(length);
+    if (wholeSize(length) > this.maxIncoming) return this.tooLarge(length);
     if (this.busy) {
       const pending = (this.pending ??= []);
       pending.push(packet);
@@ -224,7 +227,8 @@ export class Connection implements ChannelSink, FrameSink {
   private tooLarge(remainingLength: number): void {
     // [MQTT-3.1.2-24 / 4.13] a packet above Maximum Packet Size: DISCONNECT 0x95 on MQTT 5
     const size = wholeSize(remainingLength);
-    this.channel.disconnect(ReasonCode.PacketTooLarge, `packet of ${size} bytes exceeds ${this.options.maxPacketSize}`);
+    this.broker.stats.limits.packetSize++;
+    this.channel.disconnect(ReasonCode.PacketTooLarge, `packet of ${size} bytes exceeds ${this.maxIncoming}`);
     this.close('packet_too_large');
   }
 
@@ -326,6 +330,10 @@ export class Connection implements ChannelSink, FrameSink {
 
   setMaxOutgoingPacketSize(bytes: number): void {
     this.maxOutgoing = bytes;
+  }
+
+  setMaxIncomingPacketSize(bytes: number): void {
+    this.maxIncoming = Math.min(this.options.maxPacketSize, bytes);
   }
 
   // ----------------------------------------------------------------- timers
