@@ -362,6 +362,9 @@ const HINTS: Record<string, string> = {
   'cluster.redis.url': 'give a URL such as redis://redis:6379 (rediss:// for TLS)',
   'dynamodb.endpoint': 'give a URL such as http://localhost:8000, or remove the key to use AWS',
   'dynamodb.tablePrefix': 'use letters, digits, _ . -',
+  'bridges.topics': 'write Mosquitto\'s "pattern [in|out|both [qos [local-prefix remote-prefix]]]" or { pattern, direction, qos, localPrefix, remotePrefix }; see "Bridges to other brokers" in the README',
+  'bridges.addresses': 'give host[:port] (default port 1883), several separated by spaces or as a list',
+  'bridges.protocolVersion': 'use 3, 4, 5 (or mqttv31, mqttv311, mqttv50)',
   'ops.port': 'give a TCP port for /healthz, /readyz, /metrics and the admin API (0: any free port)',
   'ops.adminToken': 'give a random token of at least 16 characters (openssl rand -hex 32), or adminTokenFile, not both',
 };

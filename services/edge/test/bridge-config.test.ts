@@ -80,6 +80,7 @@ describe('bridges config', () => {
     const err = refusal({ ...minimal, topics: ['ok/# in', 'bad/# sideways'] });
     expect(err.key).toBe('bridges[0].topics[1]');
     expect(err.message).toMatch(/direction "sideways"/);
+    expect(err.hint).toMatch(/Bridges to other brokers/);
     expect(refusal({ ...minimal, topics: [{ pattern: '', localPrefix: 'a' }] }).message).toMatch(/needs both/);
     expect(refusal({ ...minimal, topics: [{ pattern: 'x/#', direction: 'up' }] }).key).toBe('bridges[0].topics[0].direction');
     expect(refusal({ ...minimal, protocolVersion: 6 }).key).toBe('bridges[0].protocolVersion');
