@@ -87,6 +87,41 @@ describe('FleetMQ bridge to a real mosquitto', () => {
     });
   }
 
+  it('carries QoS 2, retained messages (retained at the other end too) and MQTT 5 properties both ways', async () => {
+    const remote = await mosquitto();
+    const { node, url } = await fleetmq([bridge('rich', remote.port, { protocolVersion: 5, topics: ['rich/# both 2 "" far/'] })]);
+    await waitUntil(() => bridgeState(node, 'rich') === 'connected', 5000, 'bridge connected');
+    const local = await connectMqtt(url, { clientId: 'rich-local', protocolVersion: 5 });
+    const remoteClient = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'rich-remote', protocolVersion: 5 });
+    const remoteInbox = new Inbox(remoteClient);
+    const localInbox = new Inbox(local);
+    await remoteClient.subscribeAsync('far/rich/#', { qos: 2 });
+    await local.subscribeAsync('rich/#', { qos: 2 });
+    const properties = { userProperties: { site: '17' }, contentType: 'text/plain' };
+    await local.publishAsync('rich/out', 'o', { qos: 2, properties });
+    const [out] = await remoteInbox.wait(1, 5000, (m) => m.topic === 'far/rich/out');
+    expect(out!.packet).toMatchObject({ qos: 2, properties: { userProperties: { site: '17' }, contentType: 'text/plain' } });
+    await remoteClient.publishAsync('far/rich/in', 'i', { qos: 2, properties });
+    const [inbound] = await localInbox.wait(1, 5000, (m) => m.topic === 'rich/in');
+    expect(inbound!.packet).toMatchObject({ qos: 2, properties: { userProperties: { site: '17' }, contentType: 'text/plain' } });
+
+    // retained: a late subscriber at the other end gets it, with the retain flag
+    await local.publishAsync('rich/state', 'on', { qos: 1, retain: true });
+    await remoteInbox.wait(1, 5000, (m) => m.topic === 'far/rich/state');
+    const lateRemote = await connectMqtt(`mqtt://127.0.0.1:${remote.port}`, { clientId: 'rich-late-remote' });
+    const lateRemoteInbox = new Inbox(lateRemote);
+    await lateRemote.subscribeAsync('far/rich/state', { qos: 1 });
+    const [kept] = await lateRemoteInbox.wait(1);
+    expect([kept!.payload, kept!.packet.retain]).toEqual(['on', true]);
+    await remoteClient.publishAsync('far/rich/config', 'v2', { qos: 1, retain: true });
+    await localInbox.wait(1, 5000, (m) => m.topic === 'rich/config');
+    const lateLocal = await connectMqtt(url, { clientId: 'rich-late-local' });
+    const lateLocalInbox = new Inbox(lateLocal);
+    await lateLocal.subscribeAsync('rich/config', { qos: 1 });
+    const [keptHere] = await lateLocalInbox.wait(1);
+    expect([keptHere!.payload, keptHere!.packet.retain]).toEqual(['v2', true]);
+  });
+
   it('does not loop a both rule: No Local on 5.0, the bridge bit (try_private) on 3.1.1', async () => {
     const remote = await mosquitto();
     const { node, url } = await fleetmq([
