@@ -304,7 +304,7 @@ export class Channel implements LiveChannel {
     const wasConnected = this.state === 'connected';
     this.state = 'disconnected';
     if (!wasConnected || this.takenOver || this.session === undefined) return;
-    this.log.debug({ reason }, 'client_disconnected');
+    if (this.ctx.log.isLevelEnabled('debug')) this.log.debug({ reason }, 'client_disconnected');
     void this.ctx.registry
       .close(this, this.session, { publishWill: this.publishWillOnClose })
       .catch((err: unknown) => this.log.error({ err }, 'session_close_failed'));
@@ -501,7 +501,7 @@ export class Channel implements LiveChannel {
       sessionPresent: opened.present && !cleanStart,
       ...(v5 ? { reasonCode: ReasonCode.Success, properties: connackProps } : { returnCode: ConnackReturnCode.Accepted }),
     });
-    this.log.debug({ version, cleanStart, present: opened.present, keepAlive, expiry }, 'client_connected');
+    if (this.ctx.log.isLevelEnabled('debug')) this.log.debug({ version, cleanStart, present: opened.present, keepAlive, expiry }, 'client_connected');
     this.ctx.router.attach(this);
     this.resendInflight();
     this.pump();

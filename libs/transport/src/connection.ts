@@ -122,8 +122,8 @@ export class Connection implements ChannelSink, FrameSink {
       const header = readFixedHeader(buf, end);
       if (header === undefined) break;
       if (header === -1) {
-        // a fifth length byte: mqtt-packet says why
-        parseFrames(this, buf.subarray(end));
+        // a fifth length byte: the packets before it go on, then mqtt-packet says why
+        parseFrames(this, buf);
         if (!this.closed) this.refuse(ReasonCode.MalformedPacket, 'malformed packet: invalid remaining length', undefined);
         return;
       }
