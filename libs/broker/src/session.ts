@@ -40,9 +40,12 @@ export class Session {
   expiryInterval: number;
   protocolVersion: ProtocolVersion;
   private nextPacketId = 1;
-  /** Recently accepted message IDs (QoS > 0), to deliver a message that arrives twice once. */
-  private readonly recent = new Set<string>();
-  private readonly recentOrder: string[] = [];
+  /**
+   * Recently accepted message IDs (QoS > 0), to deliver a message that arrives twice once;
+   * made on first use (an idle connection's session never needs them).
+   */
+  private recent: Set<string> | undefined;
+  private recentOrder: string[] | undefined;
   private recentHead = 0;
 
   constructor(
@@ -61,15 +64,17 @@ export class Session {
    * Bounded: remembers the last RECENT_IDS IDs.
    */
   markSeen(id: string): boolean {
-    if (this.recent.has(id)) return false;
-    if (this.recentOrder.length < RECENT_IDS) {
-      this.recentOrder.push(id);
+    const recent = (this.recent ??= new Set());
+    const order = (this.recentOrder ??= []);
+    if (recent.has(id)) return false;
+    if (order.length < RECENT_IDS) {
+      order.push(id);
     } else {
-      this.recent.delete(this.recentOrder[this.recentHead]!);
-      this.recentOrder[this.recentHead] = id;
+      recent.delete(order[this.recentHead]!);
+      order[this.recentHead] = id;
       this.recentHead = (this.recentHead + 1) % RECENT_IDS;
     }
-    this.recent.add(id);
+    recent.add(id);
     return true;
   }
 

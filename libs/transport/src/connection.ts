@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import mqtt, { type Packet } from 'mqtt-packet';
 import { ReasonCode, type ProtocolVersion } from '@fleetmq/protocol';
 import type { Broker, BrokerLog, Channel, ChannelSink, ConnectionInfo } from '@fleetmq/broker';
-import { encodePublish, encodeShortAck, parseFrames, readFixedHeader, wholeSize, type FrameSink } from './frame.js';
+import { decodeFast, encodePublish, isFastCandidate, encodeShortAck, parseFrames, readFixedHeader, wholeSize, type FrameSink } from './frame.js';
 import { checkPacket } from './packet-rules.js';
 
 export interface ConnectionOptions {
@@ -115,21 +115,23 @@ export class Connection implements ChannelSink, FrameSink {
       buf = Buffer.concat(this.partial, this.partialLength);
       this.partial = undefined;
     }
-    // whole packets go to the parser together; the start of the next one waits for the rest
+    // whole packets: PUBLISH and acknowledgements decoded here, runs of the others parsed by
+    // mqtt-packet together; the start of the next one waits for the rest
     let end = 0;
+    let slow = 0;
     let needed = 0;
-    while (end < buf.length) {
+    while (end < buf.length && !this.closed) {
       const header = readFixedHeader(buf, end);
       if (header === undefined) break;
       if (header === -1) {
         // a fifth length byte: the packets before it go on, then mqtt-packet says why
-        parseFrames(this, buf);
+        parseFrames(this, buf.subarray(slow));
         if (!this.closed) this.refuse(ReasonCode.MalformedPacket, 'malformed packet: invalid remaining length', undefined);
         return;
       }
       // a packet still arriving is refused as soon as its header says it is too large
       if (wholeSize(header.remaining) > this.maxIncoming) {
-        if (end > 0) parseFrames(this, buf.subarray(0, end));
+        if (end > slow) parseFrames(this, buf.subarray(slow, end));
         if (!this.closed) this.tooLarge(header.remaining);
         return;
       }
@@ -138,15 +140,29 @@ export class Connection implements ChannelSink, FrameSink {
         needed = next - end;
         break;
       }
+      if (isFastCandidate(buf[end]!)) {
+        // what came before goes first (a CONNECT sets the protocol version the next is read in)
+        if (end > slow) {
+          parseFrames(this, buf.subarray(slow, end));
+          slow = end;
+          if (this.closed) return;
+        }
+        const packet = decodeFast(buf, end, header.headerSize, header.remaining, this.protocolVersion);
+        if (packet !== undefined) {
+          this.onFramePacket(packet);
+          slow = next;
+        }
+      }
       end = next;
     }
+    if (this.closed) return;
     if (end < buf.length) {
       // copied: a view would keep the whole chunk alive
       this.partial = [Buffer.from(buf.subarray(end))];
       this.partialLength = buf.length - end;
       this.partialNeeded = needed;
     }
-    if (end > 0) parseFrames(this, end === buf.length ? buf : buf.subarray(0, end));
+    if (end > slow) parseFrames(this, slow === 0 && end === buf.length ? buf : buf.subarray(slow, end));
   }
 
   /** @internal The shared parser read a packet of this connection. */

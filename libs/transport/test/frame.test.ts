@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import mqtt, { type IPublishPacket, type Packet } from 'mqtt-packet';
 import { RawMqttClient, connectBytes, pingreqBytes, publishBytes, subscribeBytes } from '@fleetmq/testkit';
-import { encodePlainPublish, encodePublish, encodeShortAck, encodeStats, readFixedHeader } from '../src/frame.js';
+import { decodeFast, encodePlainPublish, encodePublish, encodeShortAck, encodeStats, readFixedHeader } from '../src/frame.js';
 import { makeBroker, memoryClient } from './support.js';
 
 const clients: RawMqttClient[] = [];
@@ -135,5 +135,51 @@ describe('frame.ts encoders: the bytes mqtt-packet writes', () => {
     expect(encodePublish(a, 4, { protocolVersion: 4 }).toString('latin1')).toContain('one');
     expect(encodePublish(b, 4, { protocolVersion: 4 }).toString('latin1')).toContain('two');
     expect(encodePublish({ ...b, retain: true }, 4, { protocolVersion: 4 })[0]).toBe(0x31);
+  });
+});
+
+describe('frame.ts decoder: the packets mqtt-packet parses', () => {
+  function parsed(bytes: Buffer, protocolVersion: 3 | 4 | 5): Packet {
+    const parser = mqtt.parser({ protocolVersion });
+    const out: Packet[] = [];
+    parser.on('packet', (p: Packet) => out.push(p));
+    parser.parse(bytes);
+    expect(out).toHaveLength(1);
+    return out[0]!;
+  }
+  function fast(bytes: Buffer, version: 3 | 4 | 5): Packet | undefined {
+    const header = readFixedHeader(bytes, 0);
+    if (header === undefined || header === -1) throw new Error('bad test packet');
+    return decodeFast(bytes, 0, header.headerSize, header.remaining, version);
+  }
+
+  it('PUBLISH without properties and two-byte acknowledgements, every version', () => {
+    for (const version of [3, 4, 5] as const) {
+      for (const qos of [0, 1, 2] as const) {
+        for (const [retain, dup] of [[false, false], [true, false], [false, true]] as const) {
+          for (const payload of [Buffer.alloc(0), Buffer.from('x'), Buffer.alloc(200, 3)]) {
+            const packet: IPublishPacket = { cmd: 'publish', topic: 'a/ü/日本', payload, qos, retain, dup };
+            if (qos > 0) packet.messageId = 0x1234;
+            const bytes = mqtt.generate(packet, { protocolVersion: version });
+            expect({ ...fast(bytes, version) }).toEqual({ ...parsed(bytes, version) });
+          }
+        }
+      }
+      for (const cmd of ['puback', 'pubrec', 'pubrel', 'pubcomp'] as const) {
+        const bytes = encodeShortAck({ cmd, messageId: 0xfedc } as Packet)!;
+        expect({ ...fast(bytes, version) }).toEqual({ ...parsed(bytes, version) });
+      }
+    }
+  });
+
+  it('leaves to mqtt-packet what it does not decode: properties, longer acknowledgements, bad flags, short bodies', () => {
+    const withProps = mqtt.generate({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: { contentType: 'c' } }, { protocolVersion: 5 });
+    expect(fast(withProps, 5)).toBeUndefined();
+    expect(fast(mqtt.generate({ cmd: 'puback', messageId: 1, reasonCode: 0x10 }, { protocolVersion: 5 }), 5)).toBeUndefined();
+    expect(fast(Buffer.from([0x36, 0x05, 0x00, 0x01, 0x74, 0x00, 0x01]), 4)).toBeUndefined(); // QoS 3
+    expect(fast(Buffer.from([0x30, 0x03, 0x00, 0x05, 0x74]), 4)).toBeUndefined(); // topic longer than the packet
+    expect(fast(Buffer.from([0x32, 0x03, 0x00, 0x01, 0x74]), 4)).toBeUndefined(); // no room for the packet ID
+    expect(fast(Buffer.from([0x60, 0x02, 0x00, 0x01]), 4)).toBeUndefined(); // PUBREL with flags 0
+    expect(fast(connectBytes(4, { clientId: 'c' }), 4)).toBeUndefined();
   });
 });
