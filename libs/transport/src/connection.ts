@@ -28,6 +28,26 @@ const DEFAULT_SLOW_CONSUMER_TIMEOUT = 30_000;
 const PENDING_HIGH_WATER = 64;
 
 /** mqtt-packet's encoder options, one object per protocol version. */
+/** The Connection that owns a stream, for listeners shared by all streams. */
+const OWNER = Symbol('fleetmq.connection');
+type OwnedStream = Duplex & { [OWNER]: Connection };
+
+function onStreamData(this: OwnedStream, chunk: Buffer): void {
+  this[OWNER].onData(chunk);
+}
+
+function onStreamError(this: OwnedStream, err: Error): void {
+  this[OWNER].onError(err);
+}
+
+function onStreamClose(this: OwnedStream): void {
+  this[OWNER].onClose();
+}
+
+function onConnectTimeout(connection: Connection): void {
+  connection.onConnectTimeout();
+}
+
 const GENERATE_OPTIONS: Readonly<Record<ProtocolVersion, { protocolVersion: ProtocolVersion }>> = {
   3: { protocolVersion: 3 },
   4: { protocolVersion: 4 },
@@ -89,19 +109,25 @@ export class Connection implements ChannelSink, FrameSink {
     this.log = log;
     this.maxIncoming = options.maxPacketSize;
     this.channel = broker.createChannel(this, info);
-    stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('error', (err: Error) => {
-      this.closeReason = 'socket_error';
-      this.log.debug({ err: err.message, remoteAddress: info.remoteAddress }, 'socket_error');
-    });
-    stream.on('close', () => this.onClose());
-    this.timer = setTimeout(() => this.onConnectTimeout(), options.connectTimeout);
+    // one set of listeners for every stream, not three closures per connection
+    (stream as OwnedStream)[OWNER] = this;
+    stream.on('data', onStreamData);
+    stream.on('error', onStreamError);
+    stream.on('close', onStreamClose);
+    this.timer = setTimeout(onConnectTimeout, options.connectTimeout, this);
     this.timer.unref();
+  }
+
+  /** @internal A stream error: the close that follows says why. */
+  onError(err: Error): void {
+    this.closeReason = 'socket_error';
+    this.log.debug({ err: err.message, remoteAddress: this.info.remoteAddress }, 'socket_error');
   }
 
   // ------------------------------------------------------------------ input
 
-  private onData(chunk: Buffer): void {
+  /** @internal */
+  onData(chunk: Buffer): void {
     if (this.closed) return;
     this.bytesIn += chunk.length;
     this.broker.stats.bytesIn += chunk.length;
@@ -368,7 +394,8 @@ export class Connection implements ChannelSink, FrameSink {
     this.timer.unref();
   }
 
-  private onConnectTimeout(): void {
+  /** @internal */
+  onConnectTimeout(): void {
     this.timer = undefined;
     if (this.channel.state !== 'connecting' || this.closed) return;
     this.log.info({ remoteAddress: this.info.remoteAddress }, 'connect_timeout');
@@ -376,7 +403,8 @@ export class Connection implements ChannelSink, FrameSink {
     this.stream.destroy();
   }
 
-  private onClose(): void {
+  /** @internal */
+  onClose(): void {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);

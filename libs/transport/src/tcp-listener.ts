@@ -23,9 +23,14 @@ export class TcpListener implements Listener {
   }
 
   listen(accept: AcceptHandler): Promise<void> {
+    const sockets = this.sockets;
+    // one listener for every socket (a closure and a once-wrapper each would cost memory per connection)
+    const forget = function (this: net.Socket): void {
+      sockets.delete(this);
+    };
     const server = net.createServer({ noDelay: true }, (socket) => {
       this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
+      socket.on('close', forget);
       const info: ConnectionInfo = {
         transport: this.transport,
         listener: this.options.name,
