@@ -16,10 +16,10 @@
  */
 import { Duplex } from 'node:stream';
 import mqtt from 'mqtt-packet';
-import { Broker, silentLog, type ConnectionInfo } from '@fleetmq/broker';
-import { MemoryMessageBus, MemoryOfflineQueue, MemoryRetainedStore, MemorySessionOwnership, MemorySessionStore } from '@fleetmq/adapter-memory';
+import { silentLog, type Broker, type ConnectionInfo } from '@fleetmq/broker';
 import { Connection } from '../src/connection.js';
 import { encodePublish, encodeShortAck } from '../src/frame.js';
+import { makeBroker } from '../test/memory-broker.js';
 
 const info: ConnectionInfo = { transport: 'memory', listener: 'bench', remoteAddress: '127.0.0.1', remotePort: 1 };
 const options = { maxPacketSize: 1 << 20, outputBufferLimit: 64 << 20, connectTimeout: 10_000 };
@@ -36,20 +36,6 @@ class Drain extends Duplex {
     for (const c of chunks) this.bytes += c.chunk.length;
     done();
   }
-}
-
-function newBroker(): Broker {
-  return new Broker({
-    nodeId: 'bench',
-    ports: {
-      bus: new MemoryMessageBus(),
-      ownership: new MemorySessionOwnership(),
-      sessions: new MemorySessionStore(),
-      offlineQueue: new MemoryOfflineQueue({ maxLength: 1000, dropPolicy: 'drop-oldest' }),
-      retained: new MemoryRetainedStore(),
-    },
-    log: silentLog,
-  });
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -85,7 +71,7 @@ const row = (path: string, ns: number, unit: string): number => rows.push(`| ${p
 
 // ---- fan-out through the broker ----
 for (const subscribers of [50, 500]) {
-  const broker = newBroker();
+  const broker = makeBroker();
   const subs = await Promise.all(Array.from({ length: subscribers }, (_, i) => client(broker, `s${i}`, 'fan/out')));
   const pub = await client(broker, 'p');
   const packet = mqtt.generate({ cmd: 'publish', topic: 'fan/out', payload, qos: 0, retain: false, dup: false });
@@ -107,7 +93,7 @@ for (const subscribers of [50, 500]) {
 
 // ---- QoS 1 end to end ----
 {
-  const broker = newBroker();
+  const broker = makeBroker();
   const sub = await client(broker, 'sub', 'q/1', 1);
   const pub = await client(broker, 'pub');
   let id = 0;
@@ -136,7 +122,7 @@ for (const subscribers of [50, 500]) {
 
 // ---- connect ----
 {
-  const broker = newBroker();
+  const broker = makeBroker();
   let k = 0;
   const ns = await nsPer(async (n) => {
     const streams: Drain[] = [];
@@ -166,7 +152,7 @@ for (const subscribers of [50, 500]) {
     }
   }, 100);
   row('parse 100 QoS 0 PUBLISH, a new mqtt-packet parser per call (per connection before)', perConnection, 'packet');
-  const broker = newBroker();
+  const broker = makeBroker();
   const pub = await client(broker, 'parse');
   const shared = await nsPer(async (n) => {
     for (let i = 0; i < n; i++) pub.stream.emit('data', chunk);

@@ -3,17 +3,11 @@
  * it), and servers that put a Connection with chosen ConnectionOptions on each stream.
  */
 import { duplexPair, type Duplex } from 'node:stream';
-import {
-  MemoryMessageBus,
-  MemoryOfflineQueue,
-  MemoryRetainedStore,
-  MemorySessionOwnership,
-  MemorySessionStore,
-} from '@fleetmq/adapter-memory';
-import { Broker, silentLog, type BrokerOptions, type ConnectionInfo } from '@fleetmq/broker';
+import { silentLog, type Broker, type BrokerOptions, type ConnectionInfo } from '@fleetmq/broker';
 import { RawMqttClient, type MqttVersion } from '@fleetmq/testkit';
 import { Connection, type ConnectionOptions } from '../src/connection.js';
 import { TcpListener } from '../src/tcp-listener.js';
+import { makeBroker } from './memory-broker.js';
 
 export const defaultConnectionOptions: ConnectionOptions = {
   maxPacketSize: 1 << 20,
@@ -21,20 +15,7 @@ export const defaultConnectionOptions: ConnectionOptions = {
   connectTimeout: 5_000,
 };
 
-export function makeBroker(options: Partial<BrokerOptions> = {}): Broker {
-  return new Broker({
-    nodeId: 'transport-test',
-    ports: {
-      bus: new MemoryMessageBus(),
-      ownership: new MemorySessionOwnership(),
-      sessions: new MemorySessionStore(),
-      offlineQueue: new MemoryOfflineQueue({ maxLength: 1000, dropPolicy: 'drop-oldest' }),
-      retained: new MemoryRetainedStore(),
-    },
-    options,
-    log: silentLog,
-  });
-}
+export { makeBroker };
 
 export interface MqttServer {
   readonly broker: Broker;
