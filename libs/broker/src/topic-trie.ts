@@ -14,6 +14,9 @@ class TrieNode<K, V> {
   }
 }
 
+/** Topics with more levels than this are matched without recursion (a topic may have 32,767). */
+const MAX_RECURSION = 256;
+
 export type TrieVisitor<K, V> = (filter: string, entries: ReadonlyMap<K, V>) => void;
 
 export class TopicTrie<K, V> {
@@ -86,30 +89,47 @@ export class TopicTrie<K, V> {
   match(topic: string, visit: TrieVisitor<K, V>): void {
     const levels = topic.split('/');
     const dollar = topic.charCodeAt(0) === 0x24;
-    // depth first, without recursion: a topic may have tens of thousands of levels
+    if (levels.length <= MAX_RECURSION) this.walk(this.root, levels, 0, dollar, visit);
+    else this.matchDeep(levels, dollar, visit);
+  }
+
+  /**
+   * What matches at `node` for level i: its '#' child ('#' matches this level and everything
+   * below, including nothing: the parent match), and the node itself past the last level.
+   * True past the last level.
+   */
+  private visitAt(node: TrieNode<K, V>, levels: string[], i: number, dollar: boolean, visit: TrieVisitor<K, V>): boolean {
+    if (!(dollar && i === 0)) {
+      const hash = node.children.get('#');
+      if (hash?.entries !== undefined && hash.entries.size > 0) visit(hash.filter!, hash.entries);
+    }
+    if (i < levels.length) return false;
+    if (node.entries !== undefined && node.entries.size > 0) visit(node.filter!, node.entries);
+    return true;
+  }
+
+  private walk(node: TrieNode<K, V>, levels: string[], i: number, dollar: boolean, visit: TrieVisitor<K, V>): void {
+    if (this.visitAt(node, levels, i, dollar, visit)) return;
+    const exact = node.children.get(levels[i]!);
+    if (exact !== undefined) this.walk(exact, levels, i + 1, dollar, visit);
+    const plus = dollar && i === 0 ? undefined : node.children.get('+');
+    if (plus !== undefined) this.walk(plus, levels, i + 1, dollar, visit);
+  }
+
+  /** `walk` without recursion, for topics deeper than the stack allows (same order of visits). */
+  private matchDeep(levels: string[], dollar: boolean, visit: TrieVisitor<K, V>): void {
     const nodes: TrieNode<K, V>[] = [this.root];
     const depths: number[] = [0];
     while (nodes.length > 0) {
       const node = nodes.pop()!;
       const i = depths.pop()!;
-      const wildcardsAllowed = !(dollar && i === 0);
-      if (wildcardsAllowed) {
-        // '#' matches this level and everything below, including nothing (parent match)
-        const hash = node.children.get('#');
-        if (hash?.entries !== undefined && hash.entries.size > 0) visit(hash.filter!, hash.entries);
+      if (this.visitAt(node, levels, i, dollar, visit)) continue;
+      const plus = dollar && i === 0 ? undefined : node.children.get('+');
+      if (plus !== undefined) {
+        nodes.push(plus);
+        depths.push(i + 1);
       }
-      if (i === levels.length) {
-        if (node.entries !== undefined && node.entries.size > 0) visit(node.filter!, node.entries);
-        continue;
-      }
-      if (wildcardsAllowed) {
-        const plus = node.children.get('+');
-        if (plus !== undefined) {
-          nodes.push(plus);
-          depths.push(i + 1);
-        }
-      }
-      // pushed last, walked first: the exact level before '+', as a recursive walk would
+      // pushed last, walked first: the exact level before '+', as `walk` does
       const exact = node.children.get(levels[i]!);
       if (exact !== undefined) {
         nodes.push(exact);
