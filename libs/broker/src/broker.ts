@@ -206,11 +206,11 @@ export class Broker implements ChannelContext {
 
   /**
    * Drain (DESIGN node lifecycle): disconnects every client (MQTT 5: with the reason code, 0x8B
-   * by default), waits until their sessions are detached and saved, then hands every detached
+   * by default, or 0x9C Use another server with `serverReference`), waits until their sessions are detached and saved, then hands every detached
    * session to one of `liveNodes`. Returns how many went and how many stay in the stores only.
    */
-  async drain(liveNodes: readonly string[], reasonCode: number): Promise<{ handed: number; kept: number }> {
-    for (const channel of [...this.channels]) channel.disconnect(reasonCode, 'server shutting down');
+  async drain(liveNodes: readonly string[], reasonCode: number, serverReference?: string): Promise<{ handed: number; kept: number }> {
+    for (const channel of [...this.channels]) channel.disconnect(reasonCode, 'server shutting down', serverReference);
     await this.registry.idle();
     const result = await this.registry.handOffDetached(liveNodes);
     this.registry.shutdown();

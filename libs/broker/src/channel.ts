@@ -569,20 +569,25 @@ export class Channel implements LiveChannel {
    * Closes the connection for a protocol violation: MQTT 5 gets a DISCONNECT with the
    * reason code (only once connected), 3.x a plain close [MQTT-4.8.0-1].
    */
-  private closeWith(reasonCode: number, reason: string, sendDisconnect: boolean): void {
+  private closeWith(reasonCode: number, reason: string, sendDisconnect: boolean, byServer?: { serverReference?: string | undefined }): void {
     if (this.state === 'disconnected') return;
-    if (reasonCode >= 0x80) this.ctx.stats.protocolErrors++;
+    if (reasonCode >= 0x80 && byServer === undefined) this.ctx.stats.protocolErrors++;
     this.log.info({ reasonCode: reasonName(reasonCode), reason, remoteAddress: this.info.remoteAddress }, 'client_closed');
     if (sendDisconnect && this.protocolVersion === 5 && this.state === 'connected') {
-      this.sink.send({ cmd: 'disconnect', reasonCode, properties: { reasonString: reason } });
+      const serverReference = byServer?.serverReference;
+      this.sink.send({ cmd: 'disconnect', reasonCode, properties: serverReference === undefined ? { reasonString: reason } : { reasonString: reason, serverReference } });
     }
     this.sink.close(reason);
     this.handleClosed(reason);
   }
 
-  /** Closes the connection from the server side (node shutdown, admin). */
-  disconnect(reasonCode: number, reason: string): void {
-    this.closeWith(reasonCode, reason, true);
+  /**
+   * Closes the connection from the server side (node shutdown, admin); not a protocol error.
+   * MQTT 5 clients get the reason code, and the server reference when there is one (0x9C
+   * Use another server, 0x9D Server moved).
+   */
+  disconnect(reasonCode: number, reason: string, serverReference?: string): void {
+    this.closeWith(reasonCode, reason, true, { serverReference });
   }
 
   /**

@@ -121,7 +121,13 @@ function ownership(config: EdgeConfig, log: Logger): SessionOwnership {
 export function openNodeRegistry(config: EdgeConfig, log: Logger): NodeRegistry | undefined {
   const redis = config.cluster.redis;
   if (redis === undefined) return undefined;
-  return new RedisNodeRegistry({ url: redis.url, keyPrefix: redis.keyPrefix, name: `${config.nodeId}/registry`, log: log as unknown as BrokerLog });
+  return new RedisNodeRegistry({
+    url: redis.url,
+    keyPrefix: redis.keyPrefix,
+    ttlMs: redis.nodeTtl,
+    name: `${config.nodeId}/registry`,
+    log: log as unknown as BrokerLog,
+  });
 }
 
 /**

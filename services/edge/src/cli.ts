@@ -205,13 +205,13 @@ async function main(argv: string[]): Promise<number> {
         };
         process.once('SIGINT', () => stop('SIGINT'));
         process.once('SIGTERM', () => stop('SIGTERM'));
+        // POST /api/v1/node/drain runs the same stop
+        void node.stopped().then(resolve);
         // SIGHUP re-reads the password file and acl_file (as Mosquitto does); it logs the outcome
         process.on('SIGHUP', () => {
           log.info({ signal: 'SIGHUP' }, 'signal_received');
           void node.reloadAuth();
         });
-        // POST /api/v1/node/drain runs the same stop
-        void node.stopped().then(resolve);
       });
       log.flush();
       return 0;

@@ -5,8 +5,8 @@ import { parse as parseYaml } from 'yaml';
 import * as z from 'zod';
 import { ConfigError } from '@fleetmq/protocol';
 import { defaultBrokerOptions } from '@fleetmq/broker';
-import { isGlob } from '@fleetmq/auth';
 import { bridgesSchema, redactBridge } from './bridge-config.js';
+import { isGlob } from '@fleetmq/auth';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const LISTENER_TYPES = ['tcp', 'ws', 'tls', 'wss'] as const;
@@ -230,6 +230,11 @@ const clusterSchema = z.strictObject({
     .strictObject({
       url: z.string().regex(/^rediss?:\/\//),
       keyPrefix: z.string().default('fleetmq:'),
+      /**
+       * Milliseconds a node's heartbeat keeps it live (it beats every third of this). When it
+       * lapses, live nodes adopt the dead node's sessions and publish its clients' wills.
+       */
+      nodeTtl: z.number().int().min(300).default(10_000),
     })
     .optional(),
 });
@@ -279,6 +284,11 @@ const configSchema = z.strictObject({
     .strictObject({
       /** Milliseconds a stopping node (SIGTERM) may take to hand over and disconnect before it exits anyway. */
       gracePeriod: z.number().int().min(0).default(25_000),
+      /**
+       * Where MQTT 5 clients should reconnect (a load balancer's name, `host:port`): sent as the
+       * Server Reference of DISCONNECT 0x9C Use another server instead of 0x8B Server shutting down.
+       */
+      serverReference: z.string().min(1).optional(),
     })
     .default({ gracePeriod: 25_000 }),
   /** DynamoDB keeps retained messages (and, later, sessions and queues); absent: in-process. */

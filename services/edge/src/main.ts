@@ -1,4 +1,4 @@
-import { Broker, type BrokerLog, type NodeRegistry } from '@fleetmq/broker';
+import { Broker, OrphanWatcher, type BrokerLog, type NodeRegistry } from '@fleetmq/broker';
 import { ReasonCode } from '@fleetmq/protocol';
 import { Connection, TcpListener, TlsListener, WsListener, WssListener, type Listener, type TlsOptions } from '@fleetmq/transport';
 import { closePorts, openNodeRegistry, openPorts, portsReady } from './backends.js';
@@ -17,16 +17,16 @@ export interface RunningNode {
   ready(): boolean;
   /** Where each listener ended up (port 0 picks a free port). */
   addresses(): { name: string; host: string; port: number }[];
-  /** Re-reads the password file and acl_file now (SIGHUP); false when one could not be used. */
-  reloadAuth(): Promise<boolean>;
-  /** Auth file reloads done and failed (they also happen when the files change). */
-  readonly authReloads: AuthReloadStats;
   /** Where the ops HTTP server listens (/healthz, /readyz, /metrics, admin API); undefined when ops.enabled is false. */
   opsAddress(): { host: string; port: number } | undefined;
   /** stop() has begun (SIGTERM, or POST /api/v1/node/drain). */
   draining(): boolean;
   /** Resolves once stop() has finished, whoever called it. */
   stopped(): Promise<void>;
+  /** Re-reads the password file and acl_file now (SIGHUP); false when one could not be used. */
+  reloadAuth(): Promise<boolean>;
+  /** Auth file reloads done and failed (they also happen when the files change). */
+  readonly authReloads: AuthReloadStats;
   stop(): Promise<void>;
 }
 
@@ -169,6 +169,12 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
   if (config.auth.watchFiles) await authFiles.watch();
   const registry = openNodeRegistry(config, log);
   const stopHeartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log);
+  // live nodes adopt the sessions of nodes that died (and this node what its last run left)
+  const orphans =
+    registry === undefined
+      ? undefined
+      : new OrphanWatcher({ nodeId: config.nodeId, nodes: registry, ownership: ports.ownership, sessions: broker.registry, log: brokerLog.child({ component: 'orphans' }) });
+  orphans?.start();
   await bridges?.start();
   log.info({ nodeId: config.nodeId, listeners: started.map((l) => l.name) }, 'node_ready');
 
@@ -193,10 +199,14 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
         log.info({ nodeId: config.nodeId }, 'node_stopping');
         authFiles.stop();
         const closingListeners = Promise.allSettled(started.map((l) => l.close()));
+        await orphans?.stop();
         const drained = (async () => {
           await bridges?.stop(); // releases their leases: another node takes each over
           const live = registry === undefined ? [] : await registry.liveNodes().catch(() => []);
-          const result = await broker.drain(live, ReasonCode.ServerShuttingDown);
+          const { serverReference } = config.drain;
+          const result = serverReference === undefined
+            ? await broker.drain(live, ReasonCode.ServerShuttingDown)
+            : await broker.drain(live, ReasonCode.UseAnotherServer, serverReference);
           log.info({ nodeId: config.nodeId, ...result }, 'node_drained');
         })();
         const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.drain.gracePeriod).unref());
