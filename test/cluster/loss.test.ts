@@ -96,8 +96,9 @@ describe('cluster: nothing acknowledged is lost', () => {
     expect(await draining).toMatchObject({ code: 0, killed: false });
     expect(await Promise.all(reconnected)).toEqual([true, true]);
 
-    await waitUntil(() => subscribers.every((s) => s.missing(acked).length === 0), 20_000, 'every subscriber to have every acknowledged message').catch(
+    await waitUntil(() => subscribers.every((s) => s.missing(acked).length === 0), 30_000, 'every subscriber to have every acknowledged message').catch(
       (err: Error) => {
+        for (const n of [A, B, C]) for (const e of n.events) if (n === A || (typeof e.clientId === 'string' && e.clientId.startsWith('loss-drained'))) console.log('node event', n.id, JSON.stringify(e));
         throw new Error(`${err.message}: ${subscribers.map((s) => `${s.clientId} misses ${JSON.stringify(s.missing(acked))}`).join('; ')}`);
       },
     );
@@ -106,5 +107,5 @@ describe('cluster: nothing acknowledged is lost', () => {
     console.log(
       `loss test: ${acked} acknowledged QoS 1 messages, delivered to every subscriber; duplicates ${subscribers.map((s) => `${s.clientId} ${s.dups.length}`).join(', ')}`,
     );
-  });
+  }, 90_000);
 });

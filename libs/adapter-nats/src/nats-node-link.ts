@@ -15,6 +15,8 @@ export interface NatsNodeLinkOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** How long close() waits for requests being answered to get their replies out. */
+const CLOSE_ANSWER_WAIT_MS = 5_000;
 
 /**
  * Node-to-node request/reply (session takeover) over NATS: each node serves the subject
@@ -26,6 +28,8 @@ export class NatsNodeLink implements NodeLink {
   private readonly prefix: string;
   private readonly log: BrokerLog;
   private readonly subscriptions: Subscription[] = [];
+  /** Requests being answered (bounded by what peers send; each ends with its reply). */
+  private readonly answering = new Set<Promise<void>>();
   private closing: Promise<void> | undefined;
 
   private readonly connection: Promise<NatsConnection>;
@@ -88,10 +92,14 @@ export class NatsNodeLink implements NodeLink {
           this.log.warn({ subject: msg.subject }, 'node_request_malformed');
           return;
         }
-        handler(request).then(
-          (reply) => msg.respond(encoder.encode(encodeJson(reply))),
+        const answered = handler(request).then(
+          (reply) => {
+            msg.respond(encoder.encode(encodeJson(reply)));
+          },
           (cause: unknown) => this.log.error({ err: cause, type: request.type, clientId: request.clientId }, 'node_request_failed'),
         );
+        this.answering.add(answered);
+        void answered.finally(() => this.answering.delete(answered));
       },
     });
     this.subscriptions.push(sub);
@@ -111,6 +119,8 @@ export class NatsNodeLink implements NodeLink {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // requests being answered get their replies out first (a takeover-end carries messages)
+      await Promise.race([Promise.allSettled([...this.answering]), new Promise((resolve) => setTimeout(resolve, CLOSE_ANSWER_WAIT_MS).unref())]);
       for (const sub of this.subscriptions) sub.unsubscribe();
       const nc = this.nc;
       if (nc === undefined) return; // still connecting: nats.js offers no way to cancel that attempt

@@ -213,6 +213,7 @@ export class Broker implements ChannelContext {
     for (const channel of [...this.channels]) channel.disconnect(reasonCode, 'server shutting down', serverReference);
     await this.registry.idle();
     const result = await this.registry.handOffDetached(liveNodes);
+    await this.registry.settleHandovers();
     this.registry.shutdown();
     return result;
   }

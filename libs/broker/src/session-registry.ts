@@ -792,6 +792,37 @@ export class SessionRegistry {
     return { handed, kept };
   }
 
+  /**
+   * The new owner went quiet (or this node is going): what was buffered for it goes to the
+   * offline queue, where it finds it, and the session is let go here.
+   */
+  private abandonHandover(clientId: string): Promise<void> {
+    return this.withLock(clientId, async () => {
+      const left = await this.finishHandover(clientId, false);
+      const messages = left.filter((b) => b.delivery.qos > 0).map((b) => b.message);
+      if (messages.length > 0) {
+        await this.deps.offlineQueue.append(clientId, messages).catch((err: unknown) => {
+          this.deps.log.error({ clientId, count: messages.length, err }, 'offline_append_failed');
+        });
+      }
+    });
+  }
+
+  /**
+   * Drain: waits (up to `ms`) until the new owners of the sessions this node is handing over
+   * have collected what it buffered for them (takeover-end); what is still buffered then goes
+   * to the offline queue. Without this a draining node could close its link between the two
+   * steps of a takeover, and the buffer would go with it.
+   */
+  async settleHandovers(ms = 2 * (this.deps.takeoverTimeoutMs ?? 2000)): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.handovers.size > 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 10));
+    }
+    await Promise.all([...this.handovers.keys()].map((clientId) => this.abandonHandover(clientId)));
+    await this.idle(); // a takeover-end still being answered finishes before the link closes
+  }
+
   /** Resolves once every session operation started so far has finished. */
   async idle(): Promise<void> {
     while (this.locks.size > 0) await Promise.all([...this.locks.values()]);
@@ -823,14 +854,7 @@ export class SessionRegistry {
     const handover = new HandoverSubscriber(session, detached !== undefined, this.stats);
     router.attach(handover);
     this.handovers.set(clientId, handover);
-    handover.timer = setTimeout(() => {
-      // the new owner went quiet: keep what was buffered in the offline queue, let go
-      void this.withLock(clientId, async () => {
-        const left = await this.finishHandover(clientId, false);
-        const messages = left.filter((b) => b.delivery.qos > 0).map((b) => b.message);
-        if (messages.length > 0) await this.deps.offlineQueue.append(clientId, messages).catch(() => undefined);
-      });
-    }, HANDOVER_LIMIT_MS);
+    handover.timer = setTimeout(() => void this.abandonHandover(clientId), HANDOVER_LIMIT_MS);
     handover.timer.unref();
     if (detached !== undefined) {
       await detached.flush();
@@ -860,6 +884,7 @@ export class SessionRegistry {
     const { router, offlineQueue, log } = this.deps;
     router.detach(handover);
     for (const filter of handover.session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+    log.info({ clientId, buffered: handover.buffer.length, received }, 'session_handover_finished');
     if (received && handover.queueRead) {
       // left in place if this fails: the new owner reads it after takeover-end and drops
       // what the snapshot already brought
