@@ -2,6 +2,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'pr
 import { ReasonCode, reasonName, type Backend } from '@fleetmq/protocol';
 import type { Broker, BrokerPorts } from '@fleetmq/broker';
 import type { Listener } from '@fleetmq/transport';
+import { bridgeMetricSamples, type BridgeStats } from '@fleetmq/bridge';
 import { LATENCY_BUCKETS, type BackendTimings } from './backend-timings.js';
 
 /** Which backend serves each port (absent: the in-process adapter, which has no metrics). */
@@ -22,6 +23,10 @@ export interface MetricsSource {
   readonly accepted: ReadonlyMap<string, { count: number }>;
   ready(): boolean;
   draining(): boolean;
+  /** The bridges this node knows (running here or on standby); absent when none are configured. */
+  bridges?(): readonly BridgeStats[];
+  /** Reloads of the password file and acl_file; absent when there are none. */
+  readonly authReloads?: { readonly reloads: number; readonly reloadFailures: number };
 }
 
 type Labels = Record<string, string | number>;
@@ -115,6 +120,7 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
       [{ reason: 'publish_failed' }, d.publishFailed],
       [{ reason: 'slow_consumer' }, d.slowConsumer],
       [{ reason: 'offline_queue_full' }, registryStats.offlineQueueFull],
+      [{ reason: 'handover_buffer_full' }, registryStats.handoverDropped],
     ];
   });
   gauge('fleetmq_queued_messages', 'Messages waiting in the queues of the connected sessions on this node', [], () => {
@@ -131,6 +137,26 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   counter('fleetmq_takeovers_total', 'Sessions taken over from another connection (here or on another node)', [], () => registryStats.takeovers);
   counter('fleetmq_sessions_expired_total', 'Detached sessions ended by their expiry interval', [], () => registryStats.sessionsExpired);
   counter('fleetmq_wills_published_total', 'Will messages published', [], () => registryStats.willsPublished);
+  counter('fleetmq_sessions_adopted_total', 'Sessions (or wills) this node took over from a node that died', [], () => registryStats.sessionsAdopted);
+  counter('fleetmq_auth_expired_total', 'Clients disconnected when their token expired (5.0: DISCONNECT 0xA0)', [], () => stats.auth.expired);
+  const { authReloads } = source;
+  if (authReloads !== undefined) {
+    counter('fleetmq_auth_reloads_total', 'Password file and acl_file reloads, by result', ['result'], () => [
+      [{ result: 'success' }, authReloads.reloads],
+      [{ result: 'failure' }, authReloads.reloadFailures],
+    ]);
+  }
+  const { bridges } = source;
+  if (bridges !== undefined) {
+    const samples = (name: string): Values =>
+      bridgeMetricSamples(bridges.call(source))
+        .filter((s) => s.name === name)
+        .map((s) => [s.labels, s.value] as const);
+    gauge('fleetmq_bridge_state', 'Bridges: 1 while connected to the remote broker from this node', ['bridge'], () => samples('fleetmq_bridge_state'));
+    counter('fleetmq_bridge_messages_total', 'Messages a bridge carried, by direction (in: from the remote)', ['bridge', 'direction'], () => samples('fleetmq_bridge_messages_total'));
+    gauge('fleetmq_bridge_queue_length', 'QoS 1/2 messages a bridge holds for a remote that is down', ['bridge'], () => samples('fleetmq_bridge_queue_length'));
+    counter('fleetmq_bridge_dropped_total', "Messages a bridge dropped (its queue's limit)", ['bridge'], () => samples('fleetmq_bridge_dropped_total'));
+  }
   counter('fleetmq_auth_attempts_total', 'CONNECT authentication outcomes: accepted, refused, throttled (source failed too often)', ['result'], () => {
     // the provider chain counts its throttled refusals; the channel counts them with the others
     const throttled = (broker.authenticator as { stats?: { throttled?: number } }).stats?.throttled ?? 0;

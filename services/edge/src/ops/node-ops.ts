@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { BridgeStats } from '@fleetmq/bridge';
 import type { Registry } from 'prom-client';
 import { ConfigError } from '@fleetmq/protocol';
 import type { Broker, BrokerPorts } from '@fleetmq/broker';
@@ -18,6 +19,8 @@ export interface OpsNode {
   draining(): boolean;
   /** The drain SIGTERM runs; resolves once the node has stopped. */
   stop(): Promise<void>;
+  readonly bridges?: { stats(): BridgeStats[] } | undefined;
+  readonly authReloads?: { readonly reloads: number; readonly reloadFailures: number };
 }
 
 /**
@@ -81,6 +84,8 @@ export class NodeOps {
       accepted: this.accepted,
       ready: () => node.ready(),
       draining: () => node.draining(),
+      ...(node.bridges !== undefined ? { bridges: () => node.bridges!.stats() } : {}),
+      ...(node.authReloads !== undefined ? { authReloads: node.authReloads } : {}),
     });
     const { ops } = this.config;
     if (!ops.enabled) return;
