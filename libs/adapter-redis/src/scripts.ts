@@ -15,19 +15,30 @@ end
 `;
 
 /**
+ * Hands KEYS[1] (a client's hash, read as `current`) to node ARGV[1] with the next epoch: the
+ * last + 1, or (ARGV[2] `clock`) the Redis time in ms when that is greater. Returns last, epoch.
+ */
+const TAKE = `
+local function take(current)
+  local last = tonumber(current[2]) or 0
+  local epoch = last + 1
+  if ARGV[2] == 'clock' then
+    local now = now_ms()
+    if now > epoch then epoch = now end
+  end
+  redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', string.format('%d', epoch))
+  return last, epoch
+end
+`;
+
+/**
  * Claims a client ID for a node. KEYS[1] the client's hash; ARGV[1] node ID; ARGV[2]
  * `clock` or `counter`. The new epoch is the last one + 1, or (clock) the Redis time in ms
  * when that is greater. Returns { epoch } or { epoch, previousNode, previousEpoch }.
  */
-export const CLAIM_SCRIPT = `${NOW_MS}
+export const CLAIM_SCRIPT = `${NOW_MS}${TAKE}
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
-local last = tonumber(current[2]) or 0
-local epoch = last + 1
-if ARGV[2] == 'clock' then
-  local now = now_ms()
-  if now > epoch then epoch = now end
-end
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', string.format('%d', epoch))
+local last, epoch = take(current)
 if current[1] then
   return { epoch, current[1], last }
 end
@@ -40,18 +51,12 @@ return { epoch }
  * `counter`; ARGV[3] the expected owner. Returns { epoch, previousNode, previousEpoch }, or
  * {} (and changes nothing) when the owner is not the expected one.
  */
-export const CLAIM_FROM_SCRIPT = `${NOW_MS}
+export const CLAIM_FROM_SCRIPT = `${NOW_MS}${TAKE}
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if current[1] ~= ARGV[3] then
   return {}
 end
-local last = tonumber(current[2]) or 0
-local epoch = last + 1
-if ARGV[2] == 'clock' then
-  local now = now_ms()
-  if now > epoch then epoch = now end
-end
-redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', string.format('%d', epoch))
+local last, epoch = take(current)
 return { epoch, current[1], last }
 `;
 

@@ -1,13 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryMessageBus, MemoryOfflineQueue, MemorySessionOwnership, MemorySessionStore } from '@fleetmq/adapter-memory';
-import type { Delivery } from '../src/delivery.js';
 import { LocalRouter } from '../src/local-router.js';
 import { silentLog } from '../src/log.js';
 import type { Message } from '../src/message.js';
 import type { AppendResult } from '../src/ports/offline-queue.js';
-import type { Session } from '../src/session.js';
-import { SessionRegistry, type LiveChannel } from '../src/session-registry.js';
-import type { WillMessage } from '../src/session-snapshot.js';
+import { SessionRegistry } from '../src/session-registry.js';
+import { FakeChannel } from './support/fake-channel.js';
 import { settle } from './support/harness.js';
 
 // Issue "Cluster II" item 4: where many offline sessions match one message, the offline queue
@@ -25,16 +23,6 @@ class CountingQueue extends MemoryOfflineQueue {
   override appendMany(clientIds: readonly string[], message: Message): Promise<AppendResult> {
     this.appendManys.push(clientIds.length);
     return super.appendMany(clientIds, message);
-  }
-}
-
-class FakeChannel implements LiveChannel {
-  readonly online = true;
-  session: Session | undefined;
-  constructor(readonly clientId: string) {}
-  deliver(_message: Message, _delivery: Delivery): void {}
-  takeover(): { session: Session; will: WillMessage | undefined } {
-    return { session: this.session!, will: undefined };
   }
 }
 

@@ -6,16 +6,16 @@ import {
   MemorySessionOwnership,
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
-import type { Delivery } from '../src/delivery.js';
 import { LocalRouter } from '../src/local-router.js';
 import { silentLog } from '../src/log.js';
 import type { Message } from '../src/message.js';
 import { OrphanWatcher } from '../src/orphan-watcher.js';
 import { rendezvousOwner } from '../src/rendezvous.js';
 import { Session } from '../src/session.js';
-import { SessionRegistry, type LiveChannel } from '../src/session-registry.js';
+import { SessionRegistry } from '../src/session-registry.js';
 import type { WillMessage } from '../src/session-snapshot.js';
 import type { SubscriptionOptions } from '../src/subscription.js';
+import { FakeChannel } from './support/fake-channel.js';
 import { settle } from './support/harness.js';
 
 // DESIGN node lifecycle: a node dies (no drain, no hand-over); what it leaves is the owner
@@ -34,22 +34,6 @@ function message(topic: string): Message {
 
 function will(topic: string, delayInterval = 0): WillMessage {
   return { topic, payload: Buffer.from('offline'), qos: 1, retain: true, delayInterval };
-}
-
-class FakeChannel implements LiveChannel {
-  readonly online = true;
-  readonly got: Message[] = [];
-  session: Session | undefined;
-  constructor(readonly clientId: string) {}
-  deliver(message: Message, _delivery: Delivery): void {
-    this.got.push(message);
-  }
-  takeover(): { session: Session; will: WillMessage | undefined } {
-    const session = this.session!;
-    const w = session.will;
-    session.will = undefined;
-    return { session, will: w };
-  }
 }
 
 function cluster() {

@@ -5,14 +5,14 @@ import {
   MemorySessionOwnership,
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
-import type { Delivery } from '../src/delivery.js';
 import { LocalRouter } from '../src/local-router.js';
 import { silentLog } from '../src/log.js';
 import type { Message } from '../src/message.js';
 import { Session } from '../src/session.js';
-import { SessionRegistry, type LiveChannel, type OpenRequest } from '../src/session-registry.js';
+import { SessionRegistry, type OpenRequest } from '../src/session-registry.js';
 import type { WillMessage } from '../src/session-snapshot.js';
 import type { SubscriptionOptions } from '../src/subscription.js';
+import { FakeChannel } from './support/fake-channel.js';
 import { settle } from './support/harness.js';
 
 const limits = { maxQueued: 100, dropPolicy: 'drop-oldest' as const };
@@ -29,25 +29,6 @@ function subOpts(over: Partial<SubscriptionOptions> = {}): SubscriptionOptions {
 
 function will(topic = 'will/x', delayInterval = 0): WillMessage {
   return { topic, payload: Buffer.from('bye'), qos: 1, retain: false, delayInterval };
-}
-
-/** A connected channel as the registry sees it. */
-class FakeChannel implements LiveChannel {
-  readonly online = true;
-  readonly got: Message[] = [];
-  session: Session | undefined;
-  takenOver = false;
-  constructor(readonly clientId: string) {}
-  deliver(message: Message, _delivery: Delivery): void {
-    this.got.push(message);
-  }
-  takeover(): { session: Session; will: WillMessage | undefined } {
-    this.takenOver = true;
-    const session = this.session!;
-    const w = session.will;
-    session.will = undefined;
-    return { session, will: w };
-  }
 }
 
 function setup() {
