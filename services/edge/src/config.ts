@@ -13,6 +13,9 @@ const LISTENER_TYPES = ['tcp', 'ws', 'tls', 'wss'] as const;
 /** Other names for TLS that configs from other brokers use: named so the error can say so. */
 const TLS_ALIASES = ['ssl', 'mqtts'];
 const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+/** The authentication providers of the `auth` section, by their key there. */
+export const AUTH_PROVIDERS = ['usernameFromCertificate', 'deviceTokens', 'sharedAccess', 'jwt', 'passwordFile'] as const;
+export type AuthProviderKey = (typeof AUTH_PROVIDERS)[number];
 
 const port = z.number().int().min(0).max(65535);
 const qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
@@ -49,6 +52,16 @@ const listenerSchema = z
     maxConnections: z.number().int().min(1).optional(),
     /** New connections per second; over it a CONNECT gets 0x9F Connection rate exceeded (3.x: 3). */
     connectionRate: rateSchema.optional(),
+    /**
+     * This listener's authentication: which of the providers configured in `auth` it uses (in
+     * the chain's order) and whether it lets anonymous clients in; absent: the `auth` section's.
+     */
+    auth: z
+      .strictObject({
+        providers: z.array(z.enum(AUTH_PROVIDERS)).optional(),
+        allowAnonymous: z.boolean().optional(),
+      })
+      .optional(),
   })
   .superRefine((l, ctx) => {
     const secure = l.type === 'tls' || l.type === 'wss';
@@ -413,6 +426,11 @@ export function parseConfig(raw: unknown, source = 'config'): EdgeConfig {
   }));
   const seen = new Set<string>();
   listeners.forEach((l, i) => {
+    (l.auth?.providers ?? []).forEach((key, j) => {
+      if (config.auth[key] === undefined) {
+        throw new ConfigError(`listeners[${i}].auth.providers[${j}]`, `${key} is not configured in the auth section`, `configure auth.${key}, or use one of the configured providers`);
+      }
+    });
     if (seen.has(l.name)) {
       throw new ConfigError(`listeners[${i}].name`, `${JSON.stringify(l.name)} is used by two listeners`, 'give each listener its own name');
     }

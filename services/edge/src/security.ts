@@ -37,7 +37,7 @@ import {
 } from '@fleetmq/broker';
 import { ConfigError } from '@fleetmq/protocol';
 import { FileWatcher } from '@fleetmq/transport';
-import type { AuthConfig, EdgeConfig, LimitsConfig } from './config.js';
+import type { AuthConfig, AuthProviderKey, EdgeConfig, LimitsConfig } from './config.js';
 import type { Logger } from './logger.js';
 
 /** Auth file reloads, as `fleetmq_auth_reloads_total{result="success"|"failure"}`. */
@@ -70,18 +70,23 @@ export function brokerSecurity(config: EdgeConfig, log: Logger): BrokerSecurity 
   const { auth, limits } = config;
   const brokerLog = log as unknown as BrokerLog;
   const passwords = auth.passwordFile === undefined ? undefined : new PasswordFileProvider(readPasswords(auth.passwordFile, 'auth.passwordFile', log));
-  const providers = authProviders(auth, passwords, log);
-  let authenticator: Authenticator;
-  if (providers.length === 0 && auth.allowAnonymous) {
-    authenticator = allowAll;
-  } else {
-    if (providers.length === 0) log.warn({}, 'auth_refuses_everyone');
-    authenticator = createAuthChain(providers, {
-      allowAnonymous: auth.allowAnonymous,
-      throttle: auth.failureThrottle === false ? false : new FailureThrottle({ burst: auth.failureThrottle.burst, ratePerSecond: auth.failureThrottle.perSecond }),
-      log: brokerLog,
-    });
+  const byKey = authProviders(auth, passwords, log);
+  const providers = [...byKey.values()];
+  const throttle = auth.failureThrottle === false ? false : new FailureThrottle({ burst: auth.failureThrottle.burst, ratePerSecond: auth.failureThrottle.perSecond });
+  if (providers.length === 0 && !auth.allowAnonymous) log.warn({}, 'auth_refuses_everyone');
+  const nodeChain = authChain(providers, auth.allowAnonymous, throttle, brokerLog);
+  // listeners with an auth section of their own get their own chain (the providers they name,
+  // in the node chain's order); the others share the node's
+  const perListener = new Map<string, Authenticator>();
+  for (const l of config.listeners) {
+    if (l.auth === undefined) continue;
+    const keys = new Set(l.auth.providers ?? byKey.keys());
+    const chosen = [...byKey].filter(([key]) => keys.has(key)).map(([, provider]) => provider);
+    perListener.set(l.name, authChain(chosen, l.auth.allowAnonymous ?? auth.allowAnonymous, throttle, brokerLog));
+    log.info({ listener: l.name, providers: chosen.map((p) => p.name), allowAnonymous: l.auth.allowAnonymous ?? auth.allowAnonymous }, 'listener_auth_configured');
   }
+  const authenticator: Authenticator =
+    perListener.size === 0 ? nodeChain : { authenticate: (client) => (perListener.get(client.listener) ?? nodeChain).authenticate(client) };
   const acl = auth.aclFile === undefined ? undefined : new ReloadableAcl(readAcl(auth.aclFile, auth.aclSubscribe, log));
   const authFiles = new AuthFiles(auth, passwords, acl, log);
   const clientLimits = toClientLimits(limits);
@@ -303,17 +308,28 @@ function authorizer(acl: ReloadableAcl | undefined, subscribe: AuthConfig['aclSu
 }
 
 /** In the order they are asked; each skips credentials that are not its kind. */
-function authProviders(auth: AuthConfig, passwords: PasswordFileProvider | undefined, log: Logger): AuthProvider[] {
-  const providers: AuthProvider[] = [];
-  if (auth.usernameFromCertificate !== undefined) providers.push(new CertificateProvider());
+/** The configured providers, in the chain's order, by their key in the `auth` section. */
+function authProviders(auth: AuthConfig, passwords: PasswordFileProvider | undefined, log: Logger): Map<AuthProviderKey, AuthProvider> {
+  const providers = new Map<AuthProviderKey, AuthProvider>();
+  if (auth.usernameFromCertificate !== undefined) providers.set('usernameFromCertificate', new CertificateProvider());
   if (auth.deviceTokens !== undefined) {
     const tokens = readDeviceTokens(auth.deviceTokens.tokensFile, log);
-    providers.push(new DeviceTokenProvider({ username: auth.deviceTokens.username, tokenFor: (clientId) => tokens.get(clientId) }));
+    providers.set('deviceTokens', new DeviceTokenProvider({ username: auth.deviceTokens.username, tokenFor: (clientId) => tokens.get(clientId) }));
   }
-  if (auth.sharedAccess !== undefined) providers.push(sasProvider(auth.sharedAccess));
-  if (auth.jwt !== undefined) providers.push(jwtProvider(auth.jwt));
-  if (passwords !== undefined) providers.push(passwords);
+  if (auth.sharedAccess !== undefined) providers.set('sharedAccess', sasProvider(auth.sharedAccess));
+  if (auth.jwt !== undefined) providers.set('jwt', jwtProvider(auth.jwt));
+  if (passwords !== undefined) providers.set('passwordFile', passwords);
   return providers;
+}
+
+/**
+ * One chain of providers (and the anonymous rule); `allowAll` when there is nothing to check.
+ * Every chain of the node shares one failure throttle: a source that fails on one listener is
+ * slowed on all of them.
+ */
+function authChain(providers: readonly AuthProvider[], allowAnonymous: boolean, throttle: FailureThrottle | false, log: BrokerLog): Authenticator {
+  if (providers.length === 0 && allowAnonymous) return allowAll;
+  return createAuthChain(providers, { allowAnonymous, throttle, log });
 }
 
 function readText(path: string, key: string, hint: string): string {
