@@ -85,8 +85,11 @@ describe('cluster: a node dies', () => {
     const awayInbox = new Inbox(backAway);
     const backOnline = createMqtt(B.url, { ...persistent5, clientId: 'death-online' });
     const onlineInbox = new Inbox(backOnline);
-    const [awayConnack] = await once<[{ sessionPresent: boolean }]>(backAway, 'connect');
-    const [onlineConnack] = await once<[{ sessionPresent: boolean }]>(backOnline, 'connect');
+    const [awayConnack] = await once<[{ sessionPresent: boolean }]>(backAway, 'connect', 15_000).catch((err: Error) => {
+      for (const n of [B, C]) for (const e of n.events) if (e.clientId === 'death-away') console.log('node event', n.id, JSON.stringify(e));
+      throw err;
+    });
+    const [onlineConnack] = await once<[{ sessionPresent: boolean }]>(backOnline, 'connect', 15_000);
     expect([awayConnack.sessionPresent, onlineConnack.sessionPresent]).toEqual([true, true]);
     await awayInbox.wait(3, 5_000);
     await onlineInbox.wait(2, 5_000);

@@ -119,9 +119,12 @@ export class NatsNodeLink implements NodeLink {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      // requests being answered get their replies out first (a takeover-end carries messages)
-      await Promise.race([Promise.allSettled([...this.answering]), new Promise((resolve) => setTimeout(resolve, CLOSE_ANSWER_WAIT_MS).unref())]);
+      // no new requests; those being answered get their replies out first (a takeover-end carries messages)
       for (const sub of this.subscriptions) sub.unsubscribe();
+      const deadline = Date.now() + CLOSE_ANSWER_WAIT_MS;
+      while (this.answering.size > 0 && Date.now() < deadline) {
+        await Promise.race([Promise.allSettled([...this.answering]), new Promise((resolve) => setTimeout(resolve, Math.max(1, deadline - Date.now())).unref())]);
+      }
       const nc = this.nc;
       if (nc === undefined) return; // still connecting: nats.js offers no way to cancel that attempt
       await nc.drain().catch(() => nc.close());

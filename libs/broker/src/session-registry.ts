@@ -573,10 +573,15 @@ export class SessionRegistry {
       } else {
         detached.willTimer = setTimeout(() => {
           detached.willTimer = undefined;
-          session.will = undefined;
-          this.fireWill(clientId, will);
-          // saved without its will, so that a node adopting the session later does not publish it again
-          this.persistEntry(session, epoch, since).catch(() => undefined);
+          void this.withLock(clientId, async () => {
+            if (this.detached.get(clientId) !== detached) return;
+            // a node whose heartbeat lapsed may have been adopted from: the new owner publishes it
+            if (!(await this.stillOwner(clientId, epoch))) return this.dropStale(detached);
+            session.will = undefined;
+            this.fireWill(clientId, will);
+            // saved without its will, so that a node adopting the session later does not publish it again
+            await this.persistEntry(session, epoch, since).catch(() => undefined);
+          });
         }, delayMs);
         detached.willTimer.unref();
       }
@@ -598,6 +603,7 @@ export class SessionRegistry {
   /** Ends a detached session: its expiry interval is over, or an operator discarded it. */
   private async expire(detached: DetachedSession, why: 'expired' | 'discarded' = 'expired'): Promise<void> {
     if (this.detached.get(detached.clientId) !== detached) return;
+    if (!(await this.stillOwner(detached.clientId, detached.epoch))) return this.dropStale(detached);
     this.detached.delete(detached.clientId);
     detached.clearTimers();
     if (why === 'expired') this.stats.sessionsExpired++;
@@ -608,6 +614,30 @@ export class SessionRegistry {
     // under its own epoch: if a newer owner holds the session meanwhile, its state stays
     if (await this.discardState(detached.session, detached.epoch)) await this.release(detached.clientId, detached.epoch);
     this.deps.log.info({ clientId: detached.clientId }, why === 'expired' ? 'session_expired' : 'session_discarded');
+  }
+
+  /**
+   * Whether this node still owns the client ID under `epoch`. Asked before a detached session
+   * publishes its will or ends: a node whose heartbeat lapsed (a long pause, Redis out of reach)
+   * may have been adopted from meanwhile. With Redis unreachable it answers yes: a will twice
+   * rather than never.
+   */
+  private async stillOwner(clientId: string, epoch: number): Promise<boolean> {
+    try {
+      return (await this.deps.ownership.owner(clientId))?.epoch === epoch;
+    } catch {
+      return true;
+    }
+  }
+
+  /** Forgets a detached copy another node owns now: no will, no store writes, no captures here. */
+  private async dropStale(detached: DetachedSession): Promise<void> {
+    const { clientId, session } = detached;
+    this.detached.delete(clientId);
+    detached.clearTimers();
+    this.deps.router.detach(detached);
+    for (const filter of session.subscriptions.keys()) await this.deps.router.unsubscribe(clientId, filter);
+    this.deps.log.info({ clientId }, 'session_fenced');
   }
 
   /** Lets go of a client ID whose session ended here (the per-node index then forgets it). */
@@ -746,20 +776,29 @@ export class SessionRegistry {
       }
       const session = Session.fromSnapshot(stored.snapshot, limits);
       const since = stored.snapshot.disconnectedAt ?? diedAt;
+      // a will already due is published once the session is saved without it, not before: a
+      // failed save is retried, and must not publish it twice
+      const due = willDelayOver({ ...stored.snapshot, disconnectedAt: since }, Date.now()) ? session.will : undefined;
+      if (due !== undefined) session.will = undefined;
+      // saved under the new epoch (fencing the dead node's writes), with what it had queued
+      const saved = session.toSnapshot(since);
+      await store.save(saved, claim.epoch);
       const queued = session.queue.toArray();
       session.queue.clear();
-      const detached = this.keepDetached(session, since, claim.epoch); // publishes a will that is due
+      const detached = this.keepDetached(session, since, claim.epoch);
       try {
-        // saved under the new epoch (without a will published just now): the dead node's writes are fenced
-        await store.save(session.toSnapshot(since), claim.epoch);
+        for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
       } catch (err) {
+        // all or nothing: a retry (this node owns it now) subscribes again from the start
         this.detached.delete(clientId);
         detached.clearTimers();
         router.detach(detached);
+        for (const filter of session.subscriptions.keys()) await router.unsubscribe(clientId, filter).catch(() => undefined);
+        if (due !== undefined) await store.save({ ...saved, will: due }, claim.epoch).catch(() => undefined); // still due
         throw err;
       }
-      for (const [filter, options] of session.subscriptions) await router.subscribe(clientId, filter, options);
       detached.append(queued.filter((d) => d.qos > 0).map((d) => d.message));
+      if (due !== undefined) this.fireWill(clientId, due);
       this.stats.sessionsAdopted++;
       log.info({ clientId, from: deadNode }, 'session_adopted_from_dead_node');
       return true;

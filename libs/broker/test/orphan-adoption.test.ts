@@ -241,6 +241,23 @@ describe('adopting the sessions of a dead node', () => {
     expect(c.wills).toHaveLength(1);
   });
 
+  it('a node adopted from while it was cut off (heartbeat lapsed) does not publish the will of the copy it still holds', async () => {
+    const c = cluster();
+    const n1 = c.node('n1');
+    const dev = await n1.connect('dev', { cleanStart: false, expiryInterval: 300, will: will('status/dev', 1) });
+    await n1.registry.close(dev.channel, dev.session, { publishWill: true });
+    // n1 is still running, but n2 found it expired and adopted its client IDs
+    const n2 = c.node('n2');
+    expect(await n2.registry.adoptOrphan('dev', 'n1', Date.now())).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 1_200)); // the will delay passes on both
+    await n1.registry.idle();
+    await n2.registry.idle();
+    await settle();
+    expect(c.wills).toEqual([{ nodeId: 'n2', clientId: 'dev', topic: 'status/dev' }]);
+    expect(n1.registry.detachedCount).toBe(0); // n1 let go of its stale copy
+    expect((await c.store.load('dev'))?.snapshot.will).toBeUndefined();
+  });
+
   it('the session of a client that disconnected normally ends with it: the owner record is released', async () => {
     const c = cluster();
     const n1 = c.node('n1');

@@ -200,6 +200,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
         authFiles.stop();
         const closingListeners = Promise.allSettled(started.map((l) => l.close()));
         await orphans?.stop();
+        let handedAll = false;
         const drained = (async () => {
           await bridges?.stop(); // releases their leases: another node takes each over
           const live = registry === undefined ? [] : await registry.liveNodes().catch(() => []);
@@ -208,6 +209,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
             ? await broker.drain(live, ReasonCode.ServerShuttingDown)
             : await broker.drain(live, ReasonCode.UseAnotherServer, serverReference);
           log.info({ nodeId: config.nodeId, ...result }, 'node_drained');
+          handedAll = result.kept === 0;
         })();
         const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.drain.gracePeriod).unref());
         if ((await Promise.race([drained, grace])) === 'timeout') {
@@ -215,7 +217,10 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
           broker.shutdown(ReasonCode.ServerShuttingDown);
         }
         stopHeartbeat?.();
-        await registry?.deregister(config.nodeId).catch(() => undefined);
+        // a node that kept sessions (no live node took them, or the grace period ran out) is
+        // left to expire instead: the live nodes then adopt what it still owns, wills included
+        if (handedAll) await registry?.deregister(config.nodeId).catch(() => undefined);
+        else log.warn({ nodeId: config.nodeId }, 'node_left_to_expire');
         await closingListeners;
         await closePorts(ports);
         await registry?.close();
