@@ -21,11 +21,14 @@ beforeAll(() => {
 afterAll(() => pki?.cleanup());
 
 /** An embedded FleetMQ node on a free port with these bridges (and extra config). */
+const ADMIN_TOKEN = 'bridge-test-admin-token';
+
 async function fleetmq(bridges: unknown[], extra: Record<string, unknown> = {}): Promise<{ node: RunningNode; port: number; url: string }> {
   const config = parseConfig({
     nodeId: 'bridge-test',
     listeners: [{ type: 'tcp', name: 'tcp', host: '127.0.0.1', port: 0 }],
     log: { level: process.env.FLEETMQ_TEST_LOG ?? 'silent' },
+    ops: { port: 0, adminToken: ADMIN_TOKEN },
     bridges,
     ...extra,
   });
@@ -51,6 +54,21 @@ function bridge(name: string, port: number, rest: Record<string, unknown>): Reco
 }
 
 describe('FleetMQ bridge to a real mosquitto', () => {
+  it('shows each bridge in the admin API (GET /api/v1/bridges) and in /metrics', async () => {
+    const remote = await mosquitto();
+    const { node } = await fleetmq([bridge('cloud', remote.port, { topics: ['sensors/# out 1'] })]);
+    await waitUntil(() => bridgeState(node, 'cloud') === 'connected', 10_000, 'the bridge to connect');
+    const base = `http://127.0.0.1:${node.opsAddress()!.port}`;
+    const res = await fetch(`${base}/api/v1/bridges`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { bridges: { name: string; state: string; address: string }[] };
+    expect(body.bridges).toEqual([expect.objectContaining({ name: 'cloud', state: 'connected', address: `127.0.0.1:${remote.port}` })]);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/^fleetmq_bridge_state\{bridge="cloud"\} 1$/m);
+    expect(metrics).toMatch(/^fleetmq_bridge_queue_length\{bridge="cloud"\} 0$/m);
+    expect(metrics).toMatch(/^fleetmq_bridge_messages_total\{bridge="cloud",direction="out"\} 0$/m);
+  });
+
   for (const protocolVersion of [4, 5] as const) {
     it(`carries out and in with prefixes over plain TCP (MQTT ${protocolVersion === 5 ? '5.0' : '3.1.1'})`, async () => {
       const remote = await mosquitto();

@@ -1,4 +1,5 @@
 import { ReasonCode, isValidTopicFilter, type ProtocolVersion } from '@fleetmq/protocol';
+import type { BridgeStats } from '@fleetmq/bridge';
 import type { Broker, BrokerPorts, Channel, Session } from '@fleetmq/broker';
 import type { Logger } from '../logger.js';
 
@@ -15,6 +16,8 @@ export interface AdminDeps {
   readonly drain: () => Promise<void>;
   readonly draining: () => boolean;
   readonly log: Logger;
+  /** The bridges this node knows (running here, or on standby while another node runs them). */
+  readonly bridges?: () => readonly BridgeStats[];
 }
 
 /** A page of a listing: `limit` defaults to this, and may not exceed MAX_LIMIT. */
@@ -219,6 +222,11 @@ export class AdminApi {
   }
 
   /** Retained messages matching `filter` (at most `limit`), as the retained store has them. */
+  /** Every configured bridge as this node sees it: state (`standby`: another node runs it), address, messages in/out, queue, drops. */
+  bridges(): AdminReply {
+    return { status: 200, body: { bridges: this.deps.bridges?.() ?? [] } };
+  }
+
   async retained(filter: string, limit: number): Promise<AdminReply> {
     if (!isValidTopicFilter(filter)) return badRequest(`filter ${JSON.stringify(filter)} is not a valid MQTT topic filter`);
     const items: unknown[] = [];

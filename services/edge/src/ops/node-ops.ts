@@ -89,7 +89,14 @@ export class NodeOps {
     });
     const { ops } = this.config;
     if (!ops.enabled) return;
-    const admin = new AdminApi({ broker: node.broker, ports, drain: () => node.stop(), draining: () => node.draining(), log: this.log });
+    const admin = new AdminApi({
+      broker: node.broker,
+      ports,
+      drain: () => node.stop(),
+      draining: () => node.draining(),
+      log: this.log,
+      ...(node.bridges !== undefined ? { bridges: () => node.bridges!.stats() } : {}),
+    });
     this.server = await OpsServer.start({
       host: ops.host,
       port: ops.port,

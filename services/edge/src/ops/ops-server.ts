@@ -142,6 +142,9 @@ export class OpsServer {
       case '/api/v1/node/drain':
         if (method !== 'POST') return allow(res, ['POST']);
         return admin.drain();
+      case '/api/v1/bridges':
+        if (method !== 'GET') return allow(res, ['GET']);
+        return admin.bridges();
     }
     const m = CLIENT_ID.exec(path);
     if (m === null) return { status: 404, body: { error: 'not_found', message: `no admin route ${path}` } };
