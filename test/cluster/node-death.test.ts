@@ -97,5 +97,5 @@ describe('cluster: a node dies', () => {
     expect(awayInbox.messages.map((m) => m.payload)).toEqual(['a1', 'a2', 'a3']);
     expect(onlineInbox.messages.map((m) => m.payload)).toEqual(['o1', 'o2']);
     expect(wills.messages).toHaveLength(2);
-  });
+  }, 60_000);
 });
