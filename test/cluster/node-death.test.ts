@@ -81,15 +81,20 @@ describe('cluster: a node dies', () => {
     for (const p of ['o1', 'o2']) await pub.publishAsync('death/online', p, { qos: 1 });
 
     // inboxes attached before the CONNECT: queued messages follow the CONNACK at once
-    const backAway = createMqtt(C.url, { ...persistent5, clientId: 'death-away' });
+    // mqtt.js waits 30 s for a CONNACK by default; the support helper's 5 s is too short for a
+    // takeover from the adopting node while the whole test suite shares two cores
+    const backAway = createMqtt(C.url, { ...persistent5, clientId: 'death-away', connectTimeout: 15_000 });
     const awayInbox = new Inbox(backAway);
-    const backOnline = createMqtt(B.url, { ...persistent5, clientId: 'death-online' });
+    const backOnline = createMqtt(B.url, { ...persistent5, clientId: 'death-online', connectTimeout: 15_000 });
     const onlineInbox = new Inbox(backOnline);
-    const [awayConnack] = await once<[{ sessionPresent: boolean }]>(backAway, 'connect', 15_000).catch((err: Error) => {
+    const [awayConnack] = await once<[{ sessionPresent: boolean }]>(backAway, 'connect', 20_000).catch((err: Error) => {
       for (const n of [B, C]) for (const e of n.events) if (e.clientId === 'death-away') console.log('node event', n.id, JSON.stringify(e));
       throw err;
     });
-    const [onlineConnack] = await once<[{ sessionPresent: boolean }]>(backOnline, 'connect', 15_000);
+    const [onlineConnack] = await once<[{ sessionPresent: boolean }]>(backOnline, 'connect', 20_000).catch((err: Error) => {
+      for (const n of [B, C]) for (const e of n.events) if (e.clientId === 'death-online') console.log('node event', n.id, JSON.stringify(e));
+      throw err;
+    });
     expect([awayConnack.sessionPresent, onlineConnack.sessionPresent]).toEqual([true, true]);
     await awayInbox.wait(3, 5_000);
     await onlineInbox.wait(2, 5_000);
