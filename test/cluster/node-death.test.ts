@@ -81,17 +81,17 @@ describe('cluster: a node dies', () => {
     for (const p of ['o1', 'o2']) await pub.publishAsync('death/online', p, { qos: 1 });
 
     // inboxes attached before the CONNECT: queued messages follow the CONNACK at once
-    // mqtt.js waits 30 s for a CONNACK by default; the support helper's 5 s is too short for a
-    // takeover from the adopting node while the whole test suite shares two cores
-    const backAway = createMqtt(C.url, { ...persistent5, clientId: 'death-away', connectTimeout: 15_000 });
+    // mqtt.js waits 30 s for a CONNACK by default (the support helper's 5 s is too short for a
+    // takeover from the adopting node while the whole suite shares two cores and dynalite is slow)
+    const backAway = createMqtt(C.url, { ...persistent5, clientId: 'death-away', connectTimeout: 30_000 });
     const awayInbox = new Inbox(backAway);
-    const backOnline = createMqtt(B.url, { ...persistent5, clientId: 'death-online', connectTimeout: 15_000 });
+    const backOnline = createMqtt(B.url, { ...persistent5, clientId: 'death-online', connectTimeout: 30_000 });
     const onlineInbox = new Inbox(backOnline);
-    const [awayConnack] = await once<[{ sessionPresent: boolean }]>(backAway, 'connect', 20_000).catch((err: Error) => {
+    const [awayConnack] = await once<[{ sessionPresent: boolean }]>(backAway, 'connect', 35_000).catch((err: Error) => {
       for (const n of [B, C]) for (const e of n.events) if (e.clientId === 'death-away') console.log('node event', n.id, JSON.stringify(e));
       throw err;
     });
-    const [onlineConnack] = await once<[{ sessionPresent: boolean }]>(backOnline, 'connect', 20_000).catch((err: Error) => {
+    const [onlineConnack] = await once<[{ sessionPresent: boolean }]>(backOnline, 'connect', 35_000).catch((err: Error) => {
       for (const n of [B, C]) for (const e of n.events) if (e.clientId === 'death-online') console.log('node event', n.id, JSON.stringify(e));
       throw err;
     });
@@ -102,5 +102,5 @@ describe('cluster: a node dies', () => {
     expect(awayInbox.messages.map((m) => m.payload)).toEqual(['a1', 'a2', 'a3']);
     expect(onlineInbox.messages.map((m) => m.payload)).toEqual(['o1', 'o2']);
     expect(wills.messages).toHaveLength(2);
-  }, 60_000);
+  }, 120_000);
 });
