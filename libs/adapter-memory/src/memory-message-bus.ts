@@ -112,6 +112,12 @@ export class MemoryMessageBus implements MessageBus {
     return Promise.resolve(new MemoryBusSubscription(this, filter, member, group));
   }
 
+  /** Deliveries are synchronous: everything published so far has been handed over. */
+  sync(): Promise<void> {
+    if (this.closed) return Promise.reject(new BackendUnavailableError('nats', 'message bus is closed'));
+    return RESOLVED;
+  }
+
   close(): Promise<void> {
     this.closed = true;
     this.trie = new TopicTrie<EntryKey, Entry>();

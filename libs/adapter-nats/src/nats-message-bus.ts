@@ -506,6 +506,19 @@ export class NatsMessageBus implements MessageBus {
     }
   }
 
+  /**
+   * A flush (PING/PONG) on both connections: the server answers a PING after what it routed
+   * to the connection before it, and nats.js hands each MSG to its callback as it reads it.
+   */
+  sync(): Promise<void> {
+    const nc = this.nc;
+    if (this.closed || nc === undefined || !this.linkUp || nc.isClosed()) return Promise.reject(this.unavailable());
+    const main = nc.flush().catch((err: unknown) => {
+      throw this.unavailable(err);
+    });
+    return Promise.all([main, this.confirmGroups()]).then(() => undefined);
+  }
+
   /** A flush on the queue-group connection: the server has its SUBs. */
   private confirmGroups(): Promise<void> {
     const gnc = this.gnc;

@@ -196,6 +196,26 @@ describe('NatsMessageBus: interest', () => {
     expect(members[2]!.messages.length).toBeGreaterThan(0);
   });
 
+  it('sync: what another node published and NATS confirmed has reached this node\'s handlers once sync resolves', async () => {
+    // the takeover-end request of a new owner travels on another connection than the
+    // messages; the old owner syncs before it lets go of the session (session-registry.ts)
+    const publisher = await node();
+    const receiver = await node();
+    const plain = new Recorder();
+    const grouped = new Recorder();
+    await receiver.subscribe('sync/+', plain.handler);
+    await receiver.subscribe('sync/+', grouped.handler, { group: 'g' });
+    const payload = Buffer.alloc(8 * 1024, 7);
+    for (let round = 0; round < 5; round++) {
+      const sent = Array.from({ length: 200 }, (_, i) => testMessage(`sync/${i}`, { qos: 1, payload }));
+      await Promise.all(sent.map((m) => publisher.publish(m)));
+      await receiver.sync();
+      const ids = new Set(sent.map((m) => m.id));
+      expect(plain.ids.filter((id) => ids.has(id))).toHaveLength(200);
+      expect(grouped.ids.filter((id) => ids.has(id))).toHaveLength(200);
+    }
+  });
+
   it('keeps the same group name on different filters apart, across nodes', async () => {
     const a = await node();
     const b = await node();

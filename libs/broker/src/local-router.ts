@@ -92,6 +92,11 @@ export class LocalRouter {
     return this.subscribers.get(clientId);
   }
 
+  /** Resolves once what the bus routed to this node so far has been delivered (MessageBus.sync). */
+  sync(): Promise<void> {
+    return this.bus.sync();
+  }
+
   /** Number of distinct bus subscriptions this node holds. */
   get busSubscriptionCount(): number {
     return this.interest.size;

@@ -921,6 +921,10 @@ export class SessionRegistry {
     this.handovers.delete(clientId);
     clearTimeout(handover.timer);
     const { router, offlineQueue, log } = this.deps;
+    // the new owner's request came on another connection than the messages, and may have
+    // overtaken some that were routed here before its subscription took effect: they are
+    // taken into the buffer first (a bus that is down carries nothing more anyway)
+    await router.sync().catch((err: unknown) => log.warn({ clientId, err }, 'bus_sync_failed'));
     router.detach(handover);
     for (const filter of handover.session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
     log.info({ clientId, buffered: handover.buffer.length, received }, 'session_handover_finished');

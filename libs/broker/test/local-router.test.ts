@@ -46,6 +46,10 @@ class ControlledBus implements MessageBus {
     return this.inner.publish(message);
   }
 
+  sync(): Promise<void> {
+    return this.inner.sync();
+  }
+
   async subscribe(filter: string, handler: BusHandler, options?: BusSubscribeOptions): Promise<BusSubscription> {
     this.subscribes++;
     if (this.failNext) {
@@ -83,6 +87,7 @@ class SloppyBus implements MessageBus {
     this.handlers.push(handler);
     return { unsubscribe: async () => undefined };
   }
+  async sync(): Promise<void> {}
   async close(): Promise<void> {}
 }
 

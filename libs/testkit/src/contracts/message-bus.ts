@@ -223,12 +223,22 @@ export function describeMessageBus(make: MakePort<MessageBus>): void {
       expect(staying.ids).toEqual(sent.map((m) => m.id));
     });
 
-    it('is ready until closed, and refuses publishes after close with BackendUnavailableError', async () => {
+    it('has delivered what it routed before sync was called once sync resolves', async () => {
+      const bus = await ports.open();
+      const rec = new Recorder();
+      await bus.subscribe('sync/+', rec.handler);
+      const sent = await publishAll(bus, ['sync/1', 'sync/2', 'sync/3']);
+      await bus.sync();
+      expect(rec.ids).toEqual(sent.map((m) => m.id));
+    });
+
+    it('is ready until closed, and refuses publishes and sync after close with BackendUnavailableError', async () => {
       const bus = await ports.open();
       expect(bus.ready).toBe(true);
       await ports.close(bus);
       expect(bus.ready).toBe(false);
       await expect(bus.publish(testMessage('after/close'))).rejects.toBeInstanceOf(BackendUnavailableError);
+      await expect(bus.sync()).rejects.toBeInstanceOf(BackendUnavailableError);
     });
   });
 }
