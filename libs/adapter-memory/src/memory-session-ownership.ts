@@ -1,6 +1,9 @@
 import { BackendUnavailableError } from '@fleetmq/protocol';
 import type { ClaimResult, OwnerRecord, SessionOwnership } from '@fleetmq/broker';
 
+/** Marks a cursor of ownedBy (never '0', whatever the ID after it). */
+const AFTER = '>';
+
 /**
  * The in-process SessionOwnership, standing in for Redis on a node that runs alone.
  * Epochs are per client ID and never go back, not even after a release.
@@ -33,13 +36,21 @@ export class MemorySessionOwnership implements SessionOwnership {
     return Promise.resolve(true);
   }
 
-  /** The cursor is an offset into the node's IDs in claim order. */
+  /**
+   * Pages in the order of the IDs (code units): the cursor is the last ID returned, so an ID
+   * present for the whole listing is returned exactly once, whatever is claimed or released
+   * between pages (as Redis SSCAN guarantees at least once).
+   */
   ownedBy(nodeId: string, cursor: string, count: number): Promise<{ clientIds: string[]; cursor: string }> {
     if (this.closed) return this.unavailable();
-    const all = [...(this.byNode.get(nodeId) ?? [])];
-    const from = Number(cursor) || 0;
-    const to = from + Math.max(1, count);
-    return Promise.resolve({ clientIds: all.slice(from, to), cursor: to >= all.length ? '0' : String(to) });
+    if (cursor !== '0' && !cursor.startsWith(AFTER)) {
+      return Promise.reject(new TypeError(`ownedBy: cursor must be '0' or one this method returned, not ${JSON.stringify(cursor)}`));
+    }
+    const after = cursor === '0' ? undefined : cursor.slice(AFTER.length);
+    const rest = [...(this.byNode.get(nodeId) ?? [])].filter((id) => after === undefined || id > after).sort();
+    const page = rest.slice(0, Math.max(1, count));
+    const next = page.length < rest.length ? AFTER + page[page.length - 1]! : '0';
+    return Promise.resolve({ clientIds: page, cursor: next });
   }
 
   private take(clientId: string, nodeId: string): ClaimResult {

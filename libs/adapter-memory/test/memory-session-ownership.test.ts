@@ -15,6 +15,14 @@ describe('MemorySessionOwnership', () => {
     expect((await ownership.claim('c', 'n1')).epoch).toBe(3);
   });
 
+  it('refuses an ownedBy cursor it never returned, with a clear error', async () => {
+    const ownership = new MemorySessionOwnership();
+    await ownership.claim('c', 'n1');
+    await expect(ownership.ownedBy('n1', '17', 10)).rejects.toThrow(/cursor must be '0' or one this method returned/);
+    const first = await ownership.ownedBy('n1', '0', 10);
+    expect(first).toEqual({ clientIds: ['c'], cursor: '0' });
+  });
+
   it('returns owner records that cannot be changed', async () => {
     const ownership = new MemorySessionOwnership();
     await ownership.claim('c', 'n1');

@@ -5,12 +5,14 @@
  * absent while nobody owns it) and `epoch` (the last epoch handed out, kept after a
  * release). A claim is one Lua script (read, increment, write), so concurrent claims from any
  * number of nodes form one chain; release is one Lua script that removes `node` only while
- * `epoch` is still the caller's. One key per script: Redis Cluster places it freely.
+ * `epoch` is still the caller's.
  *
- * Per-node index: a set per node, `<prefix>owned:<nodeId>`, of the client IDs it claimed,
- * so that live nodes can find what a dead node held. It is kept after each claim and release
- * by separate commands (the keys live in other slots), so it may hold stale entries (a client
- * that moved on): readers check with `claimFrom`, which is atomic.
+ * Per-node index: a set per node, `<prefix>owned:<nodeId>`, of the client IDs it owns, so
+ * that live nodes can find what a dead node held. The same scripts keep it: a claim moves the
+ * client ID from the previous owner's set to the new one's, a release removes it, so a node
+ * that crashes at any point leaves every client ID it owns listed, and only those. The
+ * previous owner's set is named inside the script (it is known only there): the keys are in
+ * several hash slots, so this needs a Redis without cluster mode.
  *
  * Epochs (`epochs` option):
  * - `clock` (default): the new epoch is max(last + 1, Redis time in ms). Epochs stay strictly
@@ -43,17 +45,17 @@ type ClaimReply = [] | [number] | [number, string, number];
 
 /** The scripts, as ioredis adds them to the client with `defineCommand`. */
 interface OwnershipCommands {
-  fleetmqOwnershipClaim(key: string, nodeId: string, mode: EpochMode): Promise<ClaimReply>;
-  fleetmqOwnershipClaimFrom(key: string, nodeId: string, mode: EpochMode, expected: string): Promise<ClaimReply>;
-  fleetmqOwnershipRelease(key: string, epoch: string): Promise<string | number>;
+  fleetmqOwnershipClaim(key: string, owned: string, nodeId: string, mode: EpochMode, unused: string, ownedPrefix: string, clientId: string): Promise<ClaimReply>;
+  fleetmqOwnershipClaimFrom(key: string, owned: string, nodeId: string, mode: EpochMode, expected: string, ownedPrefix: string, clientId: string): Promise<ClaimReply>;
+  fleetmqOwnershipRelease(key: string, epoch: string, ownedPrefix: string, clientId: string): Promise<string | number>;
 }
 
 /** Adds the scripts to a client once (a shared client may serve several adapters). */
 function ownershipCommands(client: Redis): OwnershipCommands {
   const commands = client as unknown as Partial<OwnershipCommands>;
   if (typeof commands.fleetmqOwnershipClaim !== 'function') {
-    client.defineCommand('fleetmqOwnershipClaim', { numberOfKeys: 1, lua: CLAIM_SCRIPT });
-    client.defineCommand('fleetmqOwnershipClaimFrom', { numberOfKeys: 1, lua: CLAIM_FROM_SCRIPT });
+    client.defineCommand('fleetmqOwnershipClaim', { numberOfKeys: 2, lua: CLAIM_SCRIPT });
+    client.defineCommand('fleetmqOwnershipClaimFrom', { numberOfKeys: 2, lua: CLAIM_FROM_SCRIPT });
     client.defineCommand('fleetmqOwnershipRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT });
   }
   return client as unknown as OwnershipCommands;
@@ -61,6 +63,14 @@ function ownershipCommands(client: Redis): OwnershipCommands {
 
 function record(nodeId: string, epoch: number): OwnerRecord {
   return Object.freeze({ nodeId, epoch });
+}
+
+function claimResult(reply: ClaimReply): ClaimResult {
+  const [epoch, previousNode, previousEpoch] = reply as [number, string?, number?];
+  return {
+    epoch,
+    previous: previousNode === undefined || previousEpoch === undefined ? null : record(previousNode, previousEpoch),
+  };
 }
 
 export class RedisSessionOwnership implements SessionOwnership {
@@ -108,16 +118,16 @@ export class RedisSessionOwnership implements SessionOwnership {
 
   async claim(clientId: string, nodeId: string): Promise<ClaimResult> {
     const reply = await this.connection.run('claim', () =>
-      this.commands.fleetmqOwnershipClaim(this.key(clientId), nodeId, this.epochs),
+      this.commands.fleetmqOwnershipClaim(this.key(clientId), this.ownedKey(nodeId), nodeId, this.epochs, '', this.ownedKey(''), clientId),
     );
-    return this.indexClaim(clientId, nodeId, reply);
+    return claimResult(reply);
   }
 
   async claimFrom(clientId: string, nodeId: string, expectedNode: string): Promise<ClaimResult | null> {
     const reply = await this.connection.run('claimFrom', () =>
-      this.commands.fleetmqOwnershipClaimFrom(this.key(clientId), nodeId, this.epochs, expectedNode),
+      this.commands.fleetmqOwnershipClaimFrom(this.key(clientId), this.ownedKey(nodeId), nodeId, this.epochs, expectedNode, this.ownedKey(''), clientId),
     );
-    return reply.length === 0 ? null : this.indexClaim(clientId, nodeId, reply);
+    return reply.length === 0 ? null : claimResult(reply);
   }
 
   async release(clientId: string, epoch: number): Promise<boolean> {
@@ -126,12 +136,10 @@ export class RedisSessionOwnership implements SessionOwnership {
       this.connection.assertUsable('release');
       return false;
     }
-    const released = await this.connection.run('release', async (client) => {
-      const node = await this.commands.fleetmqOwnershipRelease(this.key(clientId), String(epoch));
-      if (typeof node === 'string') await client.srem(this.ownedKey(node), clientId);
-      return typeof node === 'string';
-    });
-    return released;
+    const node = await this.connection.run('release', () =>
+      this.commands.fleetmqOwnershipRelease(this.key(clientId), String(epoch), this.ownedKey(''), clientId),
+    );
+    return typeof node === 'string';
   }
 
   async ownedBy(nodeId: string, cursor: string, count: number): Promise<{ clientIds: string[]; cursor: string }> {
@@ -139,26 +147,6 @@ export class RedisSessionOwnership implements SessionOwnership {
       client.sscan(this.ownedKey(nodeId), cursor, 'COUNT', count),
     );
     return { clientIds, cursor: next };
-  }
-
-  /**
-   * Records a claim in the per-node index: the client ID joins the new owner's set before the
-   * claim resolves (so a node that dies after a claim is found by its adopters) and leaves
-   * the previous owner's set.
-   */
-  private async indexClaim(clientId: string, nodeId: string, reply: ClaimReply): Promise<ClaimResult> {
-    const [epoch, previousNode, previousEpoch] = reply as [number, string?, number?];
-    await this.connection.run('claim', async (client) => {
-      const batch = client.pipeline().sadd(this.ownedKey(nodeId), clientId);
-      if (previousNode !== undefined && previousNode !== nodeId) batch.srem(this.ownedKey(previousNode), clientId);
-      const results = await batch.exec();
-      const failed = results?.find(([err]) => err !== null)?.[0];
-      if (failed) throw failed;
-    });
-    return {
-      epoch,
-      previous: previousNode === undefined || previousEpoch === undefined ? null : record(previousNode, previousEpoch),
-    };
   }
 
   async owner(clientId: string): Promise<OwnerRecord | null> {

@@ -1,9 +1,12 @@
 /**
  * The Lua scripts of the Redis adapters. ioredis (`defineCommand`) sends each one with EVAL
  * the first time on a connection and with EVALSHA after that (and falls back to EVAL when
- * Redis answers NOSCRIPT, e.g. after a restart). Every script touches only the keys passed in
- * KEYS, so it also runs on Redis Cluster. Times come from the Redis clock (`TIME`), so every
- * node judges deadlines by the same clock. Requires Redis >= 5 (scripts replicated by effect).
+ * Redis answers NOSCRIPT, e.g. after a restart). Times come from the Redis clock (`TIME`), so
+ * every node judges deadlines by the same clock. Requires Redis >= 5 (scripts replicated by
+ * effect). The registry scripts touch only the keys passed in KEYS (one hash tag). The
+ * ownership scripts change a client's hash and the per-node index sets in one step, and the
+ * previous owner's set is known only inside the script: those keys are in different hash
+ * slots, so ownership needs a Redis without cluster mode (a primary with replicas).
  */
 
 /** Milliseconds since the Unix epoch on the Redis clock. */
@@ -32,13 +35,30 @@ end
 `;
 
 /**
- * Claims a client ID for a node. KEYS[1] the client's hash; ARGV[1] node ID; ARGV[2]
- * `clock` or `counter`. The new epoch is the last one + 1, or (clock) the Redis time in ms
- * when that is greater. Returns { epoch } or { epoch, previousNode, previousEpoch }.
+ * Moves a client ID between the per-node index sets, in the same script as the claim: SADD to
+ * KEYS[2] (the new owner's set) and, when the owner changes node, SREM from the previous
+ * owner's set, `ARGV[4] .. previous` (ARGV[4] the sets' key prefix: the previous owner is
+ * known only inside the script). ARGV[5] is the client ID.
  */
-export const CLAIM_SCRIPT = `${NOW_MS}${TAKE}
+const REINDEX = `
+local function reindex(previous)
+  redis.call('SADD', KEYS[2], ARGV[5])
+  if previous and previous ~= ARGV[1] then
+    redis.call('SREM', ARGV[4] .. previous, ARGV[5])
+  end
+end
+`;
+
+/**
+ * Claims a client ID for a node. KEYS[1] the client's hash, KEYS[2] the node's index set;
+ * ARGV[1] node ID; ARGV[2] `clock` or `counter`; ARGV[3] unused; ARGV[4] the index sets' key
+ * prefix; ARGV[5] the client ID. The new epoch is the last one + 1, or (clock) the Redis time
+ * in ms when that is greater. Returns { epoch } or { epoch, previousNode, previousEpoch }.
+ */
+export const CLAIM_SCRIPT = `${NOW_MS}${TAKE}${REINDEX}
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 local last, epoch = take(current)
+reindex(current[1])
 if current[1] then
   return { epoch, current[1], last }
 end
@@ -47,28 +67,32 @@ return { epoch }
 
 /**
  * Claims a client ID for a node only while another given node owns it (adoption of a dead
- * node's sessions). KEYS[1] the client's hash; ARGV[1] node ID; ARGV[2] `clock` or
- * `counter`; ARGV[3] the expected owner. Returns { epoch, previousNode, previousEpoch }, or
- * {} (and changes nothing) when the owner is not the expected one.
+ * node's sessions). KEYS[1] the client's hash, KEYS[2] the node's index set; ARGV[1] node ID;
+ * ARGV[2] `clock` or `counter`; ARGV[3] the expected owner; ARGV[4] the index sets' key
+ * prefix; ARGV[5] the client ID. Returns { epoch, previousNode, previousEpoch }, or {} (and
+ * changes nothing) when the owner is not the expected one.
  */
-export const CLAIM_FROM_SCRIPT = `${NOW_MS}${TAKE}
+export const CLAIM_FROM_SCRIPT = `${NOW_MS}${TAKE}${REINDEX}
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if current[1] ~= ARGV[3] then
   return {}
 end
 local last, epoch = take(current)
+reindex(current[1])
 return { epoch, current[1], last }
 `;
 
 /**
- * Releases a client ID if its owner still has this epoch. KEYS[1] the client's hash;
- * ARGV[1] the epoch. Removes only the owner; the last epoch stays, so epochs keep growing.
- * Returns the node it released, or 0 when it released nothing.
+ * Releases a client ID if its owner still has this epoch. KEYS[1] the client's hash; ARGV[1]
+ * the epoch, ARGV[2] the index sets' key prefix, ARGV[3] the client ID. Removes the owner and
+ * its index entry in one step; the last epoch stays, so epochs keep growing. Returns the node
+ * it released, or 0 when it released nothing.
  */
 export const RELEASE_SCRIPT = `
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if current[1] and current[2] == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'node')
+  redis.call('SREM', ARGV[2] .. current[1], ARGV[3])
   return current[1]
 end
 return 0

@@ -4,7 +4,7 @@ import { BackendUnavailableError } from '@fleetmq/protocol';
 import type { ClaimResult } from '@fleetmq/broker';
 import { describeSessionOwnership, freePort, startRedisServer, waitFor, TcpProxy } from '@fleetmq/testkit';
 import type { RedisFixture } from '@fleetmq/testkit';
-import { CLAIM_SCRIPT, RELEASE_SCRIPT, RedisSessionOwnership, createRedisClient } from '../src/index.js';
+import { CLAIM_FROM_SCRIPT, CLAIM_SCRIPT, RELEASE_SCRIPT, RedisSessionOwnership, createRedisClient } from '../src/index.js';
 import type { RedisSessionOwnershipOptions } from '../src/index.js';
 import { FAST_RECONNECT, commandCalls, recordingLog, redisNow, uniquePrefix, useRedisServer } from './support/helpers.js';
 
@@ -160,6 +160,29 @@ describe('RedisSessionOwnership: scripts', () => {
     expect((await commandCalls(redis.admin, 'evalsha')) - evalshaBefore).toBe(6 + 3 - 2);
     const sha = (lua: string): string => createHash('sha1').update(lua).digest('hex');
     expect(await redis.admin.script('EXISTS', sha(CLAIM_SCRIPT), sha(RELEASE_SCRIPT))).toEqual([1, 1]);
+  });
+
+  it('changes the per-node index in the same script as the claim or release: a node that dies right after one leaves the index right', async () => {
+    // each script run by itself, as the only command a node got out before it died
+    const prefix = uniquePrefix('atomic');
+    const o = await ownership({ keyPrefix: prefix });
+    const owned = (node: string): Promise<string[]> => redis.admin.smembers(o.ownedKey(node)).then((ids) => ids.sort());
+    const claim = (clientId: string, node: string): Promise<unknown> =>
+      redis.admin.eval(CLAIM_SCRIPT, 2, o.key(clientId), o.ownedKey(node), node, 'counter', '', o.ownedKey(''), clientId);
+    await claim('c1', 'node-a');
+    await claim('c2', 'node-a');
+    expect(await owned('node-a')).toEqual(['c1', 'c2']);
+    await claim('c1', 'node-b');
+    expect(await owned('node-a')).toEqual(['c2']);
+    expect(await owned('node-b')).toEqual(['c1']);
+    await redis.admin.eval(CLAIM_FROM_SCRIPT, 2, o.key('c2'), o.ownedKey('node-c'), 'node-c', 'counter', 'node-a', o.ownedKey(''), 'c2');
+    expect(await owned('node-a')).toEqual([]);
+    expect(await owned('node-c')).toEqual(['c2']);
+    expect(await redis.admin.eval(RELEASE_SCRIPT, 1, o.key('c2'), '2', o.ownedKey(''), 'c2')).toBe('node-c');
+    expect(await owned('node-c')).toEqual([]);
+    // and the adapter reads what the scripts wrote
+    expect(await o.owner('c1')).toEqual({ nodeId: 'node-b', epoch: 2 });
+    expect((await o.ownedBy('node-b', '0', 10)).clientIds).toEqual(['c1']);
   });
 
   it('shares one client with other adapters, defining the scripts once, and leaves it open on close', async () => {

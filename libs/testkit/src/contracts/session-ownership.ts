@@ -148,6 +148,87 @@ export function describeSessionOwnership(make: MakePort<SessionOwnership>): void
       expect(await ownership.ownedBy('node-c', '0', 10)).toEqual({ clientIds: [], cursor: '0' });
     });
 
+    /** Every ID a node's listing returns, page by page (at most 1000 pages). */
+    async function listAll(ownership: SessionOwnership, nodeId: string, count = 100): Promise<string[]> {
+      const listed: string[] = [];
+      let cursor = '0';
+      let pages = 0;
+      do {
+        const page = await ownership.ownedBy(nodeId, cursor, count);
+        listed.push(...page.clientIds);
+        cursor = page.cursor;
+      } while (cursor !== '0' && ++pages < 1000);
+      expect(cursor).toBe('0');
+      return [...new Set(listed)].sort();
+    }
+
+    it('moves a client ID between the listings of its old and new owner with each claim, claimFrom and release', async () => {
+      const ownership = await ports.open();
+      await ownership.claim('c1', 'node-a');
+      await ownership.claim('c2', 'node-a');
+      expect(await listAll(ownership, 'node-a')).toEqual(['c1', 'c2']);
+      await ownership.claim('c1', 'node-b');
+      expect(await listAll(ownership, 'node-a')).toEqual(['c2']);
+      expect(await listAll(ownership, 'node-b')).toEqual(['c1']);
+      await ownership.claim('c1', 'node-b'); // the same node again
+      expect(await listAll(ownership, 'node-b')).toEqual(['c1']);
+      const adopted = await ownership.claimFrom('c2', 'node-c', 'node-a');
+      expect(adopted).not.toBeNull();
+      expect(await listAll(ownership, 'node-a')).toEqual([]);
+      expect(await listAll(ownership, 'node-c')).toEqual(['c2']);
+      expect(await ownership.claimFrom('c1', 'node-c', 'node-a')).toBeNull(); // not node-a's: nothing moves
+      expect(await listAll(ownership, 'node-b')).toEqual(['c1']);
+      expect(await listAll(ownership, 'node-c')).toEqual(['c2']);
+      const stale = await ownership.claim('c3', 'node-a');
+      await ownership.claim('c3', 'node-b');
+      expect(await ownership.release('c3', stale.epoch)).toBe(false); // a stale release moves nothing either
+      expect(await listAll(ownership, 'node-b')).toEqual(['c1', 'c3']);
+      expect(await ownership.release('c2', adopted!.epoch)).toBe(true);
+      expect(await listAll(ownership, 'node-c')).toEqual([]);
+      expect(await listAll(ownership, 'node-b')).toEqual(['c1', 'c3']);
+    });
+
+    it('keeps the listings exact under concurrent claims: each client ID listed by its owner only', async () => {
+      const ownership = await ports.open();
+      const nodes = ['node-a', 'node-b', 'node-c', 'node-d'];
+      const ids = Array.from({ length: 6 }, (_, i) => `contended-${i}`);
+      await Promise.all(ids.flatMap((id) => [...nodes, ...nodes].map((node) => ownership.claim(id, node))));
+      const listings = await Promise.all(nodes.map((node) => listAll(ownership, node)));
+      for (const id of ids) {
+        const owner = await ownership.owner(id);
+        expect(nodes.filter((_, i) => listings[i]!.includes(id))).toEqual([owner!.nodeId]);
+      }
+    });
+
+    it('returns every client ID present for a whole listing, while others are claimed away and released between pages', async () => {
+      const ownership = await ports.open();
+      const staying = Array.from({ length: 40 }, (_, i) => `stay-${String(i).padStart(2, '0')}`);
+      const leaving = Array.from({ length: 40 }, (_, i) => `leave-${String(i).padStart(2, '0')}`);
+      const epochs = new Map<string, number>();
+      for (let i = 0; i < 40; i++) {
+        await ownership.claim(staying[i]!, 'node-a');
+        epochs.set(leaving[i]!, (await ownership.claim(leaving[i]!, 'node-a')).epoch);
+      }
+      const listed = new Set<string>();
+      let cursor = '0';
+      let pages = 0;
+      do {
+        const page = await ownership.ownedBy('node-a', cursor, 7);
+        for (const id of page.clientIds) listed.add(id);
+        cursor = page.cursor;
+        // between pages: some leave (to another node, or released), more arrive
+        for (let k = 0; k < 3; k++) {
+          const id = leaving.shift();
+          if (id === undefined) break;
+          if (k % 2 === 0) await ownership.claim(id, 'node-b');
+          else expect(await ownership.release(id, epochs.get(id)!)).toBe(true);
+        }
+        await ownership.claim(`new-${pages}`, 'node-a');
+      } while (cursor !== '0' && ++pages < 1000);
+      expect(cursor).toBe('0');
+      for (const id of staying) expect(listed.has(id), id).toBe(true);
+    });
+
     it('drops a released client ID from its node\'s listing', async () => {
       const ownership = await ports.open();
       const { epoch } = await ownership.claim('leaving', 'node-a');
