@@ -986,6 +986,7 @@ export class Channel implements LiveChannel {
    */
   private resendInflight(): void {
     const session = this.session!;
+    if (!session.hasInflight) return;
     for (const entry of session.inflight.values()) {
       if (entry.state === 'pubrel') {
         this.sink.send({ cmd: 'pubrel', messageId: entry.packetId });

@@ -32,10 +32,11 @@ const RECENT_IDS = 512;
  * No I/O: the channel drives it; snapshots move it between nodes and into stores.
  */
 export class Session {
-  readonly subscriptions = new Map<string, SubscriptionOptions>();
-  readonly inflight = new Map<number, InflightEntry>();
   readonly queue: MessageQueue<QueuedDelivery>;
-  readonly awaitingRel = new Set<number>();
+  // made on first use: an idle connection's session never needs them (about 500 bytes)
+  private subscriptionMap: Map<string, SubscriptionOptions> | undefined;
+  private inflightMap: Map<number, InflightEntry> | undefined;
+  private awaitingRelSet: Set<number> | undefined;
   will: WillMessage | undefined;
   expiryInterval: number;
   protocolVersion: ProtocolVersion;
@@ -57,6 +58,26 @@ export class Session {
     this.protocolVersion = protocolVersion;
     this.expiryInterval = expiryInterval;
     this.queue = new MessageQueue(limits.maxQueued, limits.dropPolicy);
+  }
+
+  /** Filter → options of the session's subscriptions. */
+  get subscriptions(): Map<string, SubscriptionOptions> {
+    return (this.subscriptionMap ??= new Map());
+  }
+
+  /** Outgoing QoS 1/2 messages not yet acknowledged, by packet ID. */
+  get inflight(): Map<number, InflightEntry> {
+    return (this.inflightMap ??= new Map());
+  }
+
+  /** Incoming QoS 2 packet IDs awaiting PUBREL. */
+  get awaitingRel(): Set<number> {
+    return (this.awaitingRelSet ??= new Set());
+  }
+
+  /** Whether any outgoing message is unacknowledged (without making the map). */
+  get hasInflight(): boolean {
+    return this.inflightMap !== undefined && this.inflightMap.size > 0;
   }
 
   /**

@@ -3,6 +3,7 @@ import mqtt, { type Packet } from 'mqtt-packet';
 import { ReasonCode, type ProtocolVersion } from '@fleetmq/protocol';
 import type { Broker, BrokerLog, Channel, ChannelSink, ConnectionInfo } from '@fleetmq/broker';
 import { decodeFast, encodePublish, isFastCandidate, encodeShortAck, parseFrames, readFixedHeader, wholeSize, type FrameSink } from './frame.js';
+import { keepAliveWheel, type KeepAliveWatched } from './keep-alive-wheel.js';
 import { checkPacket } from './packet-rules.js';
 
 export interface ConnectionOptions {
@@ -72,7 +73,7 @@ function uncorkAll(): void {
  * and writer, backpressure, size limits, keep alive and the connect timeout. It feeds the
  * channel one packet at a time, in order, waiting when the channel says so.
  */
-export class Connection implements ChannelSink, FrameSink {
+export class Connection implements ChannelSink, FrameSink, KeepAliveWatched {
   readonly channel: Channel;
   /** mqtt-packet's settings for this connection (the CONNECT, once parsed), lent to the shared parser. */
   parserSettings: object = {};
@@ -92,7 +93,10 @@ export class Connection implements ChannelSink, FrameSink {
   private maxIncoming: number;
   private keepAliveMs = 0;
   private lastActivity = Date.now();
+  /** Until CONNECT: the connect timeout. After it, keep-alive is watched by keepAliveWheel. */
   private timer: NodeJS.Timeout | undefined;
+  /** @internal */
+  keepAliveSlot: Set<KeepAliveWatched> | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
   private closeReason = 'client_closed';
   private readonly log: BrokerLog;
@@ -363,7 +367,8 @@ export class Connection implements ChannelSink, FrameSink {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.keepAliveMs = seconds * 1000;
-    if (seconds > 0) this.armKeepAlive(this.keepAliveMs * 1.5);
+    if (seconds > 0 && !this.closed) keepAliveWheel.watch(this);
+    else keepAliveWheel.unwatch(this);
   }
 
   setProtocolVersion(version: ProtocolVersion): void {
@@ -380,18 +385,16 @@ export class Connection implements ChannelSink, FrameSink {
 
   // ----------------------------------------------------------------- timers
 
-  private armKeepAlive(ms: number): void {
-    this.timer = setTimeout(() => {
-      const idle = Date.now() - this.lastActivity;
-      const limit = this.keepAliveMs * 1.5; // [MQTT-3.1.2-24]
-      if (idle >= limit) {
-        this.channel.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
-        this.close('keep_alive_timeout');
-      } else {
-        this.armKeepAlive(limit - idle);
-      }
-    }, ms);
-    this.timer.unref();
+  /** @internal One and a half keep-alive periods after the last packet [MQTT-3.1.2-24]. */
+  keepAliveDeadline(): number {
+    return this.lastActivity + this.keepAliveMs * 1.5;
+  }
+
+  /** @internal */
+  keepAliveExpired(): void {
+    if (this.closed) return;
+    this.channel.disconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+    this.close('keep_alive_timeout');
   }
 
   /** @internal */
@@ -409,6 +412,7 @@ export class Connection implements ChannelSink, FrameSink {
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.stallTimer !== undefined) clearTimeout(this.stallTimer);
     this.timer = undefined;
+    keepAliveWheel.unwatch(this);
     this.channel.handleClosed(this.closeReason);
     this.broker.releaseChannel(this.channel);
   }
