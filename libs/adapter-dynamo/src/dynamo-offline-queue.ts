@@ -1,11 +1,11 @@
 import { GetItemCommand, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { AttributeValue, WriteRequest } from '@aws-sdk/client-dynamodb';
-import { isExpired } from '@fleetmq/broker';
+import { isExpired, mapLimit } from '@fleetmq/broker';
 import type { AppendResult, Message, OfflineQueue, OfflineQueueOptions, QueuedMessage } from '@fleetmq/broker';
 import { BackendUnavailableError, QuotaExceededError } from '@fleetmq/protocol';
 import { clientKey } from './client-key.js';
 import type { DynamoClientOption } from './client.js';
-import { DynamoTable, mapLimit } from './dynamo-table.js';
+import { DynamoTable } from './dynamo-table.js';
 import { MAX_ITEM_BYTES, itemBytes, messageAttributes, messageFromItem, ttlValue } from './items.js';
 import type { Item } from './items.js';
 import { QUEUE_ATTRIBUTES as A } from './tables.js';

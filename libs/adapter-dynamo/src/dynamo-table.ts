@@ -1,6 +1,7 @@
 import { BatchWriteItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { WriteRequest } from '@aws-sdk/client-dynamodb';
 import { BackendUnavailableError } from '@fleetmq/protocol';
+import { mapLimit } from '@fleetmq/broker';
 import { createDynamoClient } from './client.js';
 import type { DynamoClientOption } from './client.js';
 import { backendError, isConditionalCheckFailed } from './errors.js';
@@ -26,29 +27,6 @@ export function sleep(ms: number): Promise<void> {
 /** "Full jitter" exponential backoff: a random delay up to base·2^attempt, capped. */
 export function backoffMs(attempt: number, baseMs = BATCH_RETRY_BASE_MS, maxMs = BATCH_RETRY_MAX_MS): number {
   return Math.random() * Math.min(maxMs, baseMs * 2 ** attempt);
-}
-
-/**
- * Runs `task` for every item with at most `limit` running at once. Every started task is
- * awaited; the first failure is then thrown (no new task starts after one failed).
- */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async (): Promise<void> => {
-    while (failure === undefined && next < items.length) {
-      const index = next++;
-      try {
-        results[index] = await task(items[index]!);
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failure !== undefined) throw failure.err;
-  return results;
 }
 
 /**

@@ -96,7 +96,7 @@ export class NatsNodeLink implements NodeLink {
           (reply) => {
             msg.respond(encoder.encode(encodeJson(reply)));
           },
-          (cause: unknown) => this.log.error({ err: cause, type: request.type, clientId: request.clientId }, 'node_request_failed'),
+          (cause: unknown) => this.log.error({ err: cause, type: request.type, clientId: 'clientId' in request ? request.clientId : undefined }, 'node_request_failed'),
         );
         this.answering.add(answered);
         void answered.finally(() => this.answering.delete(answered));

@@ -18,3 +18,4 @@ export * from './log.js';
 export * from './broker.js';
 export * from './rendezvous.js';
 export * from './orphan-watcher.js';
+export * from './map-limit.js';

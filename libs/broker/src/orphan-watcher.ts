@@ -8,7 +8,8 @@ export interface OrphanWatcherDeps {
   readonly nodeId: string;
   readonly nodes: NodeRegistry;
   readonly ownership: SessionOwnership;
-  readonly sessions: Pick<SessionRegistry, 'adoptOrphan'>;
+  /** `answers` asks a node that looks dead over the node link before anything is adopted from it. */
+  readonly sessions: Pick<SessionRegistry, 'adoptOrphan' | 'answers'>;
   readonly log: BrokerLog;
   /** How often to look for dead nodes (default a third of the registry's TTL). */
   readonly intervalMs?: number;
@@ -34,6 +35,8 @@ const MAX_RETRIES = 10_000;
  * node. At start it also adopts what this node's last run left (same node ID, restarted
  * before its heartbeat expired). `claimFrom` makes each adoption happen once cluster-wide,
  * so two nodes that briefly disagree about who is live cannot both adopt a client ID.
+ * A node whose heartbeat lapsed but that answers over the node link (Redis out of its reach
+ * only) is alive: nothing is adopted from it while it answers, asked again before each page.
  */
 export class OrphanWatcher {
   readonly stats: OrphanWatcherStats = { adopted: 0, failed: 0 };
@@ -45,6 +48,8 @@ export class OrphanWatcher {
   private ownLeftoversDone = false;
   /** Client IDs whose adoption failed after this node claimed them: clientId → when their node died. */
   private readonly retries = new Map<string, number>();
+  /** Expired nodes that answered, logged once each (at most the registry's expired nodes). */
+  private readonly answering = new Set<string>();
 
   constructor(private readonly deps: OrphanWatcherDeps) {}
 
@@ -92,20 +97,40 @@ export class OrphanWatcher {
     }
     // after an outage of its own, a node sees every peer expired until they beat again
     if (now - this.liveSince < nodes.ttlMs) return;
-    for (const dead of await nodes.expiredNodes()) {
+    const expired = await nodes.expiredNodes();
+    for (const id of this.answering) if (!expired.some((dead) => dead.nodeId === id)) this.answering.delete(id);
+    for (const dead of expired) {
       if (dead.nodeId === nodeId) continue;
       const diedAt = Math.min(now, dead.expiresAt - nodes.ttlMs);
-      await this.adoptAll(dead.nodeId, diedAt, (clientId) => rendezvousOwner(clientId, live) === nodeId);
+      await this.adoptAll(dead.nodeId, diedAt, (clientId) => rendezvousOwner(clientId, live) === nodeId, () => this.silent(dead.nodeId));
     }
   }
 
-  /** Adopts every client ID `from` owns that `mine` picks. */
-  private async adoptAll(from: string, diedAt: number, mine: (clientId: string) => boolean): Promise<void> {
+  /** True when an expired node does not answer over the node link (it is dead, or cut off from this node). */
+  private async silent(deadNode: string): Promise<boolean> {
+    if (!(await this.deps.sessions.answers(deadNode))) {
+      this.answering.delete(deadNode);
+      return true;
+    }
+    if (!this.answering.has(deadNode)) {
+      this.answering.add(deadNode);
+      this.deps.log.info({ node: deadNode }, 'node_expired_but_answering');
+    }
+    return false;
+  }
+
+  /**
+   * Adopts every client ID `from` owns that `mine` picks, while `dead` (asked before each page
+   * with something to adopt, so a dead node that left nothing is not asked) says so.
+   */
+  private async adoptAll(from: string, diedAt: number, mine: (clientId: string) => boolean, dead?: () => Promise<boolean>): Promise<void> {
     let cursor = '0';
     do {
       if (this.stopped) return;
       const page = await this.deps.ownership.ownedBy(from, cursor, PAGE);
-      for (const clientId of page.clientIds) if (mine(clientId)) await this.adopt(clientId, from, diedAt);
+      const picked = page.clientIds.filter(mine);
+      if (picked.length > 0 && dead !== undefined && !(await dead())) return;
+      for (const clientId of picked) await this.adopt(clientId, from, diedAt);
       cursor = page.cursor;
     } while (cursor !== '0');
   }

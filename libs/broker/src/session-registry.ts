@@ -4,12 +4,13 @@ import type { LocalRouter, Subscriber } from './local-router.js';
 import type { Message } from './message.js';
 import type { BufferedDelivery, NodeLink, NodeReply, NodeRequest } from './ports/node-link.js';
 import type { OfflineQueue } from './ports/offline-queue.js';
-import type { SessionOwnership } from './ports/session-ownership.js';
+import type { OwnerRecord, SessionOwnership } from './ports/session-ownership.js';
 import { FencedError, type SessionStore } from './ports/session-store.js';
 import { Session, type SessionLimits } from './session.js';
 import type { SessionSnapshot, WillMessage } from './session-snapshot.js';
 import type { BrokerLog } from './log.js';
 import { rendezvousOwner } from './rendezvous.js';
+import { mapLimit } from './map-limit.js';
 
 /** The registry's view of a connected channel. */
 export interface LiveChannel extends Subscriber {
@@ -52,6 +53,8 @@ export interface RegistryStats {
   handoverDropped: number;
   /** Sessions this node took over from a dead node (its heartbeat expired). */
   sessionsAdopted: number;
+  /** Clients and detached sessions this node let go because another node adopted them while its heartbeat had lapsed. */
+  sessionsLost: number;
 }
 
 /**
@@ -292,6 +295,7 @@ export class SessionRegistry {
     offlineQueueFull: 0,
     handoverDropped: 0,
     sessionsAdopted: 0,
+    sessionsLost: 0,
   };
 
   constructor(private readonly deps: SessionRegistryDeps) {}
@@ -711,6 +715,7 @@ export class SessionRegistry {
   }
 
   private handleNodeRequest(request: NodeRequest): Promise<NodeReply> {
+    if (request.type === 'ping') return Promise.resolve({ type: 'pong' });
     const { clientId } = request;
     if (request.type === 'takeover-begin') {
       return this.withLock(clientId, async () => ({ type: 'snapshot', snapshot: await this.handOver(clientId) }));
@@ -803,6 +808,68 @@ export class SessionRegistry {
       log.info({ clientId, from: deadNode }, 'session_adopted_from_dead_node');
       return true;
     });
+  }
+
+  /**
+   * Whether another node answers over the node link (within the takeover timeout): a node
+   * whose heartbeat lapsed but that answers is alive and keeps its clients. False without a
+   * link (a node alone cannot ask).
+   */
+  async answers(nodeId: string): Promise<boolean> {
+    const { link } = this.deps;
+    if (link === undefined) return false;
+    try {
+      return (await link.request(nodeId, { type: 'ping' }, this.deps.takeoverTimeoutMs ?? 2000)).type === 'pong';
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * After this node found its own registration expired (a long pause, Redis or the network out
+   * of reach), live nodes may have adopted its client IDs meanwhile. Lets go of every connected
+   * client and detached session whose ownership record no longer names this node with the epoch
+   * it holds: a client is closed as taken over (5.0 DISCONNECT 0x8E, 3.x close) without its will,
+   * which its adopter handled; a detached copy is dropped. The new owner's stored state is
+   * neither deleted nor written. What cannot be checked (the ownership store is unreachable) is
+   * kept. At most `concurrency` lookups at once.
+   */
+  async reconcileOwnership(concurrency = 16): Promise<{ closed: number; dropped: number }> {
+    const { ownership, nodeId, log } = this.deps;
+    const result = { closed: 0, dropped: 0 };
+    const clientIds = [...new Set([...this.live.keys(), ...this.detached.keys()])];
+    await mapLimit(clientIds, concurrency, (clientId) =>
+      this.withLock(clientId, async () => {
+        const entry = this.live.get(clientId);
+        const detached = this.detached.get(clientId);
+        const epoch = entry?.epoch ?? detached?.epoch;
+        if (epoch === undefined) return; // gone meanwhile
+        let owner: OwnerRecord | null;
+        try {
+          owner = await ownership.owner(clientId);
+        } catch {
+          return; // unknown: kept, as stillOwner does
+        }
+        if (owner?.nodeId === nodeId && owner.epoch === epoch) return;
+        try {
+          if (entry !== undefined) {
+            this.live.delete(clientId);
+            const { session } = entry.channel.takeover(); // its will goes with it: the adopter published it
+            this.deps.router.detach(entry.channel);
+            for (const filter of session.subscriptions.keys()) await this.deps.router.unsubscribe(clientId, filter);
+            result.closed++;
+          } else if (detached !== undefined) {
+            await this.dropStale(detached);
+            result.dropped++;
+          }
+          this.stats.sessionsLost++;
+          log.info({ clientId, owner: owner?.nodeId ?? null, connected: entry !== undefined }, 'session_lost_while_expired');
+        } catch (err) {
+          log.warn({ clientId, err: (err as Error).message }, 'session_reconcile_failed');
+        }
+      }),
+    );
+    return result;
   }
 
   /**

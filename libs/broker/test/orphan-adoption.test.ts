@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import {
   MemoryMessageBus,
+  MemoryNodeLinkHub,
   MemoryNodeRegistry,
   MemoryOfflineQueue,
   MemorySessionOwnership,
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
 import { LocalRouter } from '../src/local-router.js';
-import { silentLog } from '../src/log.js';
+import { silentLog, type BrokerLog } from '../src/log.js';
 import type { Message } from '../src/message.js';
 import { OrphanWatcher } from '../src/orphan-watcher.js';
 import { rendezvousOwner } from '../src/rendezvous.js';
@@ -36,7 +37,23 @@ function will(topic: string, delayInterval = 0): WillMessage {
   return { topic, payload: Buffer.from('offline'), qos: 1, retain: true, delayInterval };
 }
 
-function cluster() {
+/** A log that records the event IDs written at info and above. */
+function recordingLog(): BrokerLog & { readonly events: string[] } {
+  const events: string[] = [];
+  const log: BrokerLog & { readonly events: string[] } = {
+    events,
+    error: (_f, msg) => void events.push(msg),
+    warn: (_f, msg) => void events.push(msg),
+    info: (_f, msg) => void events.push(msg),
+    debug: () => undefined,
+    isLevelEnabled: () => false,
+    child: () => log,
+  };
+  return log;
+}
+
+/** Nodes share the stores; with `hub` they also reach each other over an in-process node link. */
+function cluster(hub?: MemoryNodeLinkHub) {
   const ownership = new MemorySessionOwnership();
   const store = new MemorySessionStore();
   const offlineQueue = new MemoryOfflineQueue({ maxLength: 100, dropPolicy: 'drop-oldest' });
@@ -46,7 +63,10 @@ function cluster() {
   function node(nodeId: string) {
     const bus = new MemoryMessageBus();
     const router = new LocalRouter(bus);
+    const link = hub?.link();
     const registry = new SessionRegistry({
+      link,
+      takeoverTimeoutMs: 200,
       nodeId,
       router,
       ownership,
@@ -58,6 +78,7 @@ function cluster() {
       },
       log: silentLog,
     });
+    void registry.serve();
 
     async function connect(clientId: string, o: { cleanStart?: boolean; expiryInterval?: number; will?: WillMessage } = {}) {
       const channel = new FakeChannel(clientId);
@@ -82,7 +103,7 @@ function cluster() {
       await registry.persist(session);
     }
 
-    return { nodeId, bus, router, registry, connect, subscribe };
+    return { nodeId, bus, router, registry, link, connect, subscribe };
   }
 
   return { ownership, store, offlineQueue, wills, node };
@@ -258,6 +279,66 @@ describe('adopting the sessions of a dead node', () => {
     expect((await c.store.load('dev'))?.snapshot.will).toBeUndefined();
   });
 
+  it('a node whose heartbeat lapsed lets go of what was adopted from it meanwhile: client closed as taken over, detached copy dropped, no second will, the new owner\'s state untouched', async () => {
+    const c = cluster();
+    const n1 = c.node('n1');
+    const dev = await n1.connect('dev', { cleanStart: false, expiryInterval: 300, will: will('status/dev') });
+    await n1.subscribe(dev.session, 'cmd/dev');
+    const det = await n1.connect('det', { cleanStart: false, expiryInterval: 300, will: will('status/det', 60) });
+    await n1.subscribe(det.session, 'cmd/det');
+    await n1.registry.close(det.channel, det.session, { publishWill: true });
+    const kept = await n1.connect('kept', { cleanStart: false, expiryInterval: 300, will: will('status/kept') });
+    await n1.subscribe(kept.session, 'cmd/kept');
+    expect(n1.router.busSubscriptionCount).toBe(3);
+
+    // n1 is cut off (Redis and the node link) long enough for n2 to adopt two of its client IDs
+    const n2 = c.node('n2');
+    expect(await n2.registry.adoptOrphan('dev', 'n1', Date.now())).toBe(true);
+    expect(await n2.registry.adoptOrphan('det', 'n1', Date.now())).toBe(true);
+    expect(c.wills.map((w) => `${w.nodeId} ${w.topic}`)).toEqual(['n2 status/dev']); // det's will delay is not over
+    const stored = { dev: await c.store.load('dev'), det: await c.store.load('det') };
+
+    // n1 is back: it re-registers and reconciles
+    expect(await n1.registry.reconcileOwnership()).toEqual({ closed: 1, dropped: 1 });
+    expect(dev.channel.takenOver).toBe(true);
+    expect(n1.registry.isConnected('dev')).toBe(false);
+    expect(n1.registry.detachedCount).toBe(0);
+    expect(n1.registry.stats.sessionsLost).toBe(2);
+    // what is still its own stays
+    expect(kept.channel.takenOver).toBe(false);
+    expect(n1.registry.isConnected('kept')).toBe(true);
+    expect((await c.ownership.owner('kept'))?.nodeId).toBe('n1');
+    expect(n1.router.busSubscriptionCount).toBe(1);
+    expect(n1.router.subscriberOf('dev')).toBeUndefined();
+    expect(n1.router.subscriberOf('det')).toBeUndefined();
+
+    // the closed connection ends without a will from n1, and n1 captures nothing for them any more
+    await n1.registry.close(dev.channel, dev.session, { publishWill: true });
+    await n1.bus.publish(message('cmd/det'));
+    await n1.registry.idle();
+    await settle();
+    expect(await c.offlineQueue.read('det', 10)).toEqual([]);
+    expect(c.wills.map((w) => `${w.nodeId} ${w.topic}`)).toEqual(['n2 status/dev']);
+    // n2's ownership and stored sessions are as n2 left them
+    expect((await c.ownership.owner('dev'))?.nodeId).toBe('n2');
+    expect((await c.ownership.owner('det'))?.nodeId).toBe('n2');
+    expect(await c.store.load('dev')).toEqual(stored.dev);
+    expect(await c.store.load('det')).toEqual(stored.det);
+    // a second pass finds nothing more
+    expect(await n1.registry.reconcileOwnership()).toEqual({ closed: 0, dropped: 0 });
+  });
+
+  it('reconciling keeps what it cannot check: with the ownership store unreachable, nothing is let go', async () => {
+    const c = cluster();
+    const n1 = c.node('n1');
+    const dev = await n1.connect('dev', { cleanStart: false, expiryInterval: 300 });
+    await c.ownership.claimFrom('dev', 'n2', 'n1');
+    await c.ownership.close(); // unreachable from here on
+    expect(await n1.registry.reconcileOwnership()).toEqual({ closed: 0, dropped: 0 });
+    expect(dev.channel.takenOver).toBe(false);
+    expect(n1.registry.isConnected('dev')).toBe(true);
+  });
+
   it('the session of a client that disconnected normally ends with it: the owner record is released', async () => {
     const c = cluster();
     const n1 = c.node('n1');
@@ -332,6 +413,35 @@ describe('OrphanWatcher', () => {
     await clock.nodes.heartbeat('n2');
     await watcher.poll();
     expect((await c.ownership.owner('dev'))?.nodeId).toBe('n2');
+  });
+
+  it('does not adopt from an expired node that still answers over the node link; once it stops answering, it does', async () => {
+    const c = cluster(new MemoryNodeLinkHub());
+    const clock = registryWithClock();
+    const n1 = c.node('n1');
+    const dev = await n1.connect('dev', { cleanStart: false, expiryInterval: 300, will: will('status/dev') });
+    for (const id of ['n1', 'n2']) await clock.nodes.register(id, { startedAt: clock.now() });
+    const n2 = c.node('n2');
+    const log = recordingLog();
+    const watcher = new OrphanWatcher({ nodeId: 'n2', nodes: clock.nodes, ownership: c.ownership, sessions: n2.registry, log, now: clock.now });
+    await watcher.poll();
+    clock.advance(1_500); // n1's heartbeat lapsed (Redis out of its reach), but it runs and answers
+    await clock.nodes.register('n2', { startedAt: clock.now() });
+    await watcher.poll();
+    await watcher.poll();
+    expect((await c.ownership.owner('dev'))?.nodeId).toBe('n1');
+    expect(dev.channel.takenOver).toBe(false);
+    expect(n1.registry.isConnected('dev')).toBe(true);
+    expect(c.wills).toEqual([]);
+    expect(watcher.stats.adopted).toBe(0);
+    expect(log.events.filter((e) => e === 'node_expired_but_answering')).toHaveLength(1); // once per node, not per pass
+
+    await n1.link!.close(); // now it is gone
+    n1.registry.shutdown();
+    await watcher.poll();
+    expect((await c.ownership.owner('dev'))?.nodeId).toBe('n2');
+    expect(watcher.stats.adopted).toBe(1);
+    expect(c.wills.map((w) => `${w.nodeId} ${w.topic}`)).toEqual(['n2 status/dev']);
   });
 
   it('a node restarted under the same ID adopts what its last run left, at once', async () => {

@@ -38,7 +38,7 @@ const REGISTER_RETRY_MS = 200;
  * The first registration is retried quickly: until it succeeds, a draining node does not see
  * this one and hands it nothing. Returns the function that stops it.
  */
-function startHeartbeat(registry: NodeRegistry, nodeId: string, log: Logger): () => void {
+function startHeartbeat(registry: NodeRegistry, nodeId: string, log: Logger, onExpired: () => Promise<unknown>): () => void {
   const info = { startedAt: Date.now() };
   let registered = false;
   let stopped = false;
@@ -49,8 +49,11 @@ function startHeartbeat(registry: NodeRegistry, nodeId: string, log: Logger): ()
     try {
       if (!registered || !(await registry.heartbeat(nodeId))) {
         await registry.register(nodeId, info);
-        if (registered) log.warn({ nodeId }, 'node_registration_expired');
-        else log.info({ nodeId, ttlMs: registry.ttlMs }, 'node_registered');
+        if (registered) {
+          log.warn({ nodeId }, 'node_registration_expired');
+          // live nodes may have adopted some of its clients meanwhile: those are let go here
+          void onExpired().catch((err: unknown) => log.warn({ nodeId, err: (err as Error).message }, 'session_reconcile_failed'));
+        } else log.info({ nodeId, ttlMs: registry.ttlMs }, 'node_registered');
         registered = true;
       }
     } catch (err) {
@@ -168,7 +171,11 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
   }
   if (config.auth.watchFiles) await authFiles.watch();
   const registry = openNodeRegistry(config, log);
-  const stopHeartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log);
+  const reconcile = async (): Promise<void> => {
+    const result = await broker.registry.reconcileOwnership();
+    if (result.closed + result.dropped > 0) log.warn({ nodeId: config.nodeId, ...result }, 'sessions_lost_while_expired');
+  };
+  const stopHeartbeat = registry === undefined ? undefined : startHeartbeat(registry, config.nodeId, log, reconcile);
   // live nodes adopt the sessions of nodes that died (and this node what its last run left)
   const orphans =
     registry === undefined

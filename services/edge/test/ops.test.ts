@@ -37,6 +37,7 @@ const CONTRACT_METRICS = [
   'fleetmq_sessions_expired_total',
   'fleetmq_wills_published_total',
   'fleetmq_sessions_adopted_total',
+  'fleetmq_sessions_lost_total',
   'fleetmq_auth_expired_total',
   'fleetmq_auth_reloads_total',
   'fleetmq_auth_attempts_total',

@@ -12,12 +12,15 @@ import type { SessionSnapshot } from '../session-snapshot.js';
  *   owner replays, dropping duplicates by message ID.
  * A draining node hands its detached sessions to live nodes with `adopt`: the adopter claims
  * the client ID and runs the same two steps against the draining node.
+ * `ping` asks whether a node is alive: a node whose heartbeat lapsed (Redis out of its reach,
+ * a long pause) but that answers still holds its clients, and is not adopted from.
  */
 export type NodeRequest =
   | { readonly type: 'takeover-begin'; readonly clientId: string; readonly epoch: number }
   | { readonly type: 'takeover-end'; readonly clientId: string; readonly epoch: number }
   /** A draining node asks a live one to take a detached session over from it (and keep it detached). */
-  | { readonly type: 'adopt'; readonly clientId: string; readonly from: string };
+  | { readonly type: 'adopt'; readonly clientId: string; readonly from: string }
+  | { readonly type: 'ping' };
 
 export interface BufferedDelivery {
   readonly message: Message;
@@ -28,7 +31,8 @@ export interface BufferedDelivery {
 export type NodeReply =
   | { readonly type: 'snapshot'; readonly snapshot: SessionSnapshot | null }
   | { readonly type: 'buffer'; readonly deliveries: readonly BufferedDelivery[] }
-  | { readonly type: 'adopted'; readonly ok: boolean };
+  | { readonly type: 'adopted'; readonly ok: boolean }
+  | { readonly type: 'pong' };
 
 export type NodeRequestHandler = (request: NodeRequest) => Promise<NodeReply>;
 

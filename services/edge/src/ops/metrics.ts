@@ -138,6 +138,7 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   counter('fleetmq_sessions_expired_total', 'Detached sessions ended by their expiry interval', [], () => registryStats.sessionsExpired);
   counter('fleetmq_wills_published_total', 'Will messages published', [], () => registryStats.willsPublished);
   counter('fleetmq_sessions_adopted_total', 'Sessions (or wills) this node took over from a node that died', [], () => registryStats.sessionsAdopted);
+  counter('fleetmq_sessions_lost_total', 'Clients and detached sessions this node let go because live nodes adopted them while its heartbeat had lapsed', [], () => registryStats.sessionsLost);
   counter('fleetmq_auth_expired_total', 'Clients disconnected when their token expired (5.0: DISCONNECT 0xA0)', [], () => stats.auth.expired);
   const { authReloads } = source;
   if (authReloads !== undefined) {
