@@ -6,12 +6,14 @@ const AFTER = '>';
 
 /**
  * The in-process SessionOwnership, standing in for Redis on a node that runs alone.
- * Epochs are per client ID and never go back, not even after a release.
+ * Epochs come from one counter for the process: they only grow for each client ID, across
+ * releases too, and nothing is kept for a client ID once it is released (a storm of
+ * distinct client IDs leaves no trace).
  */
 export class MemorySessionOwnership implements SessionOwnership {
   private readonly owners = new Map<string, OwnerRecord>();
-  /** Highest epoch handed out per client ID; kept after release so epochs never repeat. */
-  private readonly epochs = new Map<string, number>();
+  /** The last epoch handed out, to any client ID. */
+  private lastEpoch = 0;
   /** Client IDs per owning node. */
   private readonly byNode = new Map<string, Set<string>>();
   private closed = false;
@@ -54,8 +56,7 @@ export class MemorySessionOwnership implements SessionOwnership {
   }
 
   private take(clientId: string, nodeId: string): ClaimResult {
-    const epoch = (this.epochs.get(clientId) ?? 0) + 1;
-    this.epochs.set(clientId, epoch);
+    const epoch = ++this.lastEpoch;
     const previous = this.owners.get(clientId) ?? null;
     this.owners.set(clientId, Object.freeze({ nodeId, epoch }));
     if (previous !== null) this.unindex(clientId, previous.nodeId);

@@ -6,13 +6,14 @@ import { MemorySessionOwnership } from '../src/index.js';
 describeSessionOwnership(() => new MemorySessionOwnership());
 
 describe('MemorySessionOwnership', () => {
-  it('numbers the epochs of each client ID 1, 2, 3… across releases', async () => {
+  it('hands out epochs from one counter: growing for each client ID across releases', async () => {
     const ownership = new MemorySessionOwnership();
     expect((await ownership.claim('c', 'n1')).epoch).toBe(1);
     expect(await ownership.release('c', 1)).toBe(true);
+    expect(await ownership.owner('c')).toBeNull();
     expect((await ownership.claim('c', 'n2')).epoch).toBe(2);
-    expect((await ownership.claim('other', 'n1')).epoch).toBe(1);
-    expect((await ownership.claim('c', 'n1')).epoch).toBe(3);
+    expect((await ownership.claim('other', 'n1')).epoch).toBe(3);
+    expect((await ownership.claim('c', 'n1')).epoch).toBe(4);
   });
 
   it('refuses an ownedBy cursor it never returned, with a clear error', async () => {
