@@ -51,8 +51,14 @@ function startHeartbeat(registry: NodeRegistry, nodeId: string, log: Logger, onE
         await registry.register(nodeId, info);
         if (registered) {
           log.warn({ nodeId }, 'node_registration_expired');
-          // live nodes may have adopted some of its clients meanwhile: those are let go here
-          void onExpired().catch((err: unknown) => log.warn({ nodeId, err: (err as Error).message }, 'session_reconcile_failed'));
+          // live nodes may have adopted some of its clients meanwhile: those are let go here, and
+          // once more a TTL later for adoptions that were already under way
+          const reconcile = (): void =>
+            void onExpired().catch((err: unknown) => log.warn({ nodeId, err: (err as Error).message }, 'session_reconcile_failed'));
+          reconcile();
+          setTimeout(() => {
+            if (!stopped) reconcile();
+          }, registry.ttlMs).unref();
         } else log.info({ nodeId, ttlMs: registry.ttlMs }, 'node_registered');
         registered = true;
       }
