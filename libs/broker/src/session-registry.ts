@@ -723,6 +723,9 @@ export class SessionRegistry {
     if (request.type === 'adopt') {
       return this.withLock(clientId, async () => ({ type: 'adopted', ok: await this.adopt(clientId, request.from) }));
     }
+    if (request.type === 'deliver') {
+      return this.withLock(clientId, async () => ({ type: 'delivered', ok: await this.takeDeliveries(clientId, request.epoch, request.deliveries) }));
+    }
     return this.withLock(clientId, async () => ({ type: 'buffer', deliveries: await this.finishHandover(clientId, true) }));
   }
 
@@ -900,18 +903,58 @@ export class SessionRegistry {
 
   /**
    * The new owner went quiet (or this node is going): what was buffered for it goes to the
-   * offline queue, where it finds it, and the session is let go here.
+   * node that owns the client now, which delivers it to its client (the new owner may have
+   * stopped waiting for takeover-end and opened the session: an offline queue would keep it
+   * from the client until its next reconnect); when no node takes it, to the offline queue.
+   * The request to the owner is made outside this client's lock: the owner may be waiting
+   * for this node's answer to its takeover-end while holding its own.
    */
-  private abandonHandover(clientId: string): Promise<void> {
-    return this.withLock(clientId, async () => {
-      const left = await this.finishHandover(clientId, false);
-      const messages = left.filter((b) => b.delivery.qos > 0).map((b) => b.message);
-      if (messages.length > 0) {
-        await this.deps.offlineQueue.append(clientId, messages).catch((err: unknown) => {
-          this.deps.log.error({ clientId, count: messages.length, err }, 'offline_append_failed');
-        });
-      }
-    });
+  private async abandonHandover(clientId: string): Promise<void> {
+    const left = await this.withLock(clientId, () => this.finishHandover(clientId, false));
+    if (left.length === 0 || (await this.passOn(clientId, left))) return;
+    const messages = left.filter((b) => b.delivery.qos > 0).map((b) => b.message);
+    if (messages.length === 0) return;
+    await this.withLock(clientId, () =>
+      this.deps.offlineQueue.append(clientId, messages).catch((err: unknown) => {
+        this.deps.log.error({ clientId, count: messages.length, err }, 'offline_append_failed');
+      }),
+    );
+  }
+
+  /** Hands deliveries to the current owner of the client (this node or another); true when it took them. */
+  private async passOn(clientId: string, deliveries: readonly BufferedDelivery[]): Promise<boolean> {
+    const { link, ownership, nodeId, log } = this.deps;
+    try {
+      const owner = await ownership.owner(clientId);
+      if (owner === null) return false;
+      if (owner.nodeId === nodeId) return await this.withLock(clientId, () => this.takeDeliveries(clientId, owner.epoch, deliveries));
+      if (link === undefined) return false;
+      const reply = await link.request(owner.nodeId, { type: 'deliver', clientId, epoch: owner.epoch, deliveries }, this.deps.takeoverTimeoutMs ?? 2000);
+      return reply.type === 'delivered' && reply.ok;
+    } catch (err) {
+      log.warn({ clientId, count: deliveries.length, err: (err as Error).message }, 'handover_pass_on_failed');
+      return false;
+    }
+  }
+
+  /**
+   * Owner: deliveries an old owner buffered for this client and could not hand over at
+   * takeover-end. A connected client gets them (duplicates dropped by message ID); a detached
+   * session captures QoS 1/2. False when this node does not hold the session at `epoch`.
+   */
+  private async takeDeliveries(clientId: string, epoch: number, deliveries: readonly BufferedDelivery[]): Promise<boolean> {
+    const entry = this.live.get(clientId);
+    if (entry !== undefined && entry.epoch === epoch) {
+      for (const b of deliveries) entry.channel.deliver(b.message, b.delivery, b.shared);
+      return true;
+    }
+    const detached = this.detached.get(clientId);
+    if (detached !== undefined && detached.epoch === epoch) {
+      detached.append(deliveries.filter((b) => b.delivery.qos > 0).map((b) => b.message));
+      await detached.flush();
+      return true;
+    }
+    return false;
   }
 
   /**

@@ -20,7 +20,14 @@ export type NodeRequest =
   | { readonly type: 'takeover-end'; readonly clientId: string; readonly epoch: number }
   /** A draining node asks a live one to take a detached session over from it (and keep it detached). */
   | { readonly type: 'adopt'; readonly clientId: string; readonly from: string }
-  | { readonly type: 'ping' };
+  | { readonly type: 'ping' }
+  /**
+   * An old owner whose takeover-end never came (or that is draining) hands what it buffered to
+   * the node that owns the client now, at that epoch; the owner delivers it to the client (or
+   * captures it for a detached session). `ok: false`: it does not hold the session at that
+   * epoch, and the old owner appends the deliveries to the offline queue instead.
+   */
+  | { readonly type: 'deliver'; readonly clientId: string; readonly epoch: number; readonly deliveries: readonly BufferedDelivery[] };
 
 export interface BufferedDelivery {
   readonly message: Message;
@@ -32,7 +39,8 @@ export type NodeReply =
   | { readonly type: 'snapshot'; readonly snapshot: SessionSnapshot | null }
   | { readonly type: 'buffer'; readonly deliveries: readonly BufferedDelivery[] }
   | { readonly type: 'adopted'; readonly ok: boolean }
-  | { readonly type: 'pong' };
+  | { readonly type: 'pong' }
+  | { readonly type: 'delivered'; readonly ok: boolean };
 
 export type NodeRequestHandler = (request: NodeRequest) => Promise<NodeReply>;
 
