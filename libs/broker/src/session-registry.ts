@@ -286,6 +286,8 @@ export class SessionRegistry {
   private readonly handovers = new Map<string, HandoverSubscriber>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly fanout = new OfflineFanout();
+  /** Drain is settling its handovers: takeover-begin is answered from the stores (leaveInStores). */
+  private settling = false;
   readonly stats: RegistryStats = {
     takeovers: 0,
     sessionsExpired: 0,
@@ -718,7 +720,10 @@ export class SessionRegistry {
     if (request.type === 'ping') return Promise.resolve({ type: 'pong' });
     const { clientId } = request;
     if (request.type === 'takeover-begin') {
-      return this.withLock(clientId, async () => ({ type: 'snapshot', snapshot: await this.handOver(clientId) }));
+      return this.withLock(clientId, async () => ({
+        type: 'snapshot',
+        snapshot: this.settling ? await this.leaveInStores(clientId) : await this.handOver(clientId),
+      }));
     }
     if (request.type === 'adopt') {
       return this.withLock(clientId, async () => ({ type: 'adopted', ok: await this.adopt(clientId, request.from) }));
@@ -964,6 +969,7 @@ export class SessionRegistry {
    * steps of a takeover, and the buffer would go with it.
    */
   async settleHandovers(ms = 2 * (this.deps.takeoverTimeoutMs ?? 2000)): Promise<void> {
+    this.settling = true; // no new handovers: their takeover-end could come after the link closed
     const deadline = Date.now() + ms;
     while (this.handovers.size > 0 && Date.now() < deadline) {
       await new Promise<void>((resolve) => setTimeout(resolve, 10));
@@ -975,6 +981,27 @@ export class SessionRegistry {
   /** Resolves once every session operation started so far has finished. */
   async idle(): Promise<void> {
     while (this.locks.size > 0) await Promise.all([...this.locks.values()]);
+  }
+
+  /**
+   * Old owner draining (past the start of settleHandovers), takeover-begin: a handover now
+   * could have its takeover-end arrive after this node's link closed, and its buffer would go
+   * with the node. A detached session stays where it is instead: its captures are flushed to
+   * the offline queue and it is saved, and it keeps capturing into the offline queue until
+   * this node closes. The new owner, answered null, resumes from the stores, subscribing before
+   * it reads the offline queue, so nothing falls between. A connected client (none after drain
+   * disconnected them) is handed over as usual.
+   */
+  private async leaveInStores(clientId: string): Promise<SessionSnapshot | null> {
+    const detached = this.detached.get(clientId);
+    if (detached === undefined) return this.live.has(clientId) ? this.handOver(clientId) : null;
+    detached.clearTimers(); // its will and expiry belong to the new owner now
+    await detached.flush();
+    await this.persistEntry(detached.session, detached.epoch, detached.since).catch((err: unknown) => {
+      this.deps.log.info({ clientId, err: (err as Error).message }, 'session_fenced');
+    });
+    this.deps.log.info({ clientId }, 'session_left_in_stores');
+    return null;
   }
 
   /** Old owner, takeover-begin: close the client, keep buffering, export the session. */

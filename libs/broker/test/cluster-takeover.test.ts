@@ -493,5 +493,34 @@ describe('session takeover between nodes', () => {
     expect(await a.broker.drain(['a'], ReasonCode.ServerShuttingDown)).toEqual({ handed: 0, kept: 1 });
     expect((await a.ports.sessions.load('dev'))!.snapshot.subscriptions.map(([f]) => f)).toEqual(['cmd/dev']);
   });
+
+  it('DESIGN invariant 1: a takeover-begin that reaches a drained node after it settled its handovers loses nothing when its takeover-end goes unanswered', async () => {
+    const { a, b, hub } = await twoNodes();
+    const device = await a.connect({ clientId: 'dev', ...persistent });
+    await device.subscribe({ topic: 'cmd/dev', qos: 1 });
+    const pub = await b.connect({ clientId: 'pub' });
+    // node A drains with no node to hand its session to, and settles
+    expect(await a.broker.drain(['a'], ReasonCode.ServerShuttingDown)).toEqual({ handed: 0, kept: 1 });
+    await pub.publish('cmd/dev', 'kept', { qos: 1 });
+    // the device returns on node B before node A's link closed; a message arrives between the
+    // two steps, and node A's link closes before takeover-end (the node exits)
+    const serveA = hub.handlers.get('a')!;
+    const seen: string[] = [];
+    hub.handlers.set('a', async (request: NodeRequest): Promise<NodeReply> => {
+      seen.push(request.type);
+      if (request.type === 'takeover-end') throw new BackendUnavailableError('nats', 'node a closed its link');
+      const reply = await serveA(request);
+      if (request.type === 'takeover-begin') await pub.publish('cmd/dev', 'between', { qos: 1 });
+      return reply;
+    });
+    const back = b.client();
+    expect((await back.connect({ clientId: 'dev', ...persistent })).sessionPresent).toBe(true);
+    await settle();
+    expect(seen[0]).toBe('takeover-begin');
+    expect(payloads(back.publishes())).toEqual(['kept', 'between']);
+    await pub.publish('cmd/dev', 'after', { qos: 1 });
+    await settle();
+    expect(payloads(back.publishes())).toEqual(['after']);
+  });
 });
 
