@@ -2,7 +2,7 @@ import type { Duplex } from 'node:stream';
 import mqtt, { type Packet } from 'mqtt-packet';
 import { ReasonCode, type ProtocolVersion } from '@fleetmq/protocol';
 import type { Broker, BrokerLog, Channel, ChannelSink, ConnectionInfo } from '@fleetmq/broker';
-import { decodeFast, encodePublish, isFastCandidate, encodeShortAck, parseFrames, readFixedHeader, wholeSize, type FrameSink } from './frame.js';
+import { decodeFast, encodeConnack3, encodePublish, isFastCandidate, encodeShortAck, parseFrames, readFixedHeader, settingsOf, wholeSize, type FrameSink } from './frame.js';
 import { keepAliveWheel, type KeepAliveWatched } from './keep-alive-wheel.js';
 import { checkPacket } from './packet-rules.js';
 
@@ -179,6 +179,8 @@ export class Connection implements ChannelSink, FrameSink, KeepAliveWatched {
         }
         const packet = decodeFast(buf, end, header.headerSize, header.remaining, this.protocolVersion);
         if (packet !== undefined) {
+          // the packets after a CONNECT are read in its protocol version, as mqtt-packet would
+          if (packet.cmd === 'connect') this.parserSettings = settingsOf(packet);
           this.onFramePacket(packet);
           slow = next;
         }
@@ -296,7 +298,7 @@ export class Connection implements ChannelSink, FrameSink, KeepAliveWatched {
       buf =
         packet.cmd === 'publish'
           ? encodePublish(packet, this.protocolVersion, GENERATE_OPTIONS[this.protocolVersion])
-          : (encodeShortAck(packet) ?? mqtt.generate(packet, GENERATE_OPTIONS[this.protocolVersion]));
+          : (encodeShortAck(packet) ?? encodeConnack3(packet, this.protocolVersion) ?? mqtt.generate(packet, GENERATE_OPTIONS[this.protocolVersion]));
     } catch (err) {
       this.log.error({ err, cmd: packet.cmd }, 'packet_encode_failed');
       return false;

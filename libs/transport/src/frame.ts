@@ -1,11 +1,11 @@
-import mqtt, { type IPublishPacket, type Packet, type Parser } from 'mqtt-packet';
+import mqtt, { type IConnectPacket, type IPublishPacket, type Packet, type Parser } from 'mqtt-packet';
 import type { ProtocolVersion } from '@fleetmq/protocol';
 
 /**
  * The hot half of the wire format, written here instead of going through mqtt-packet for
  * every packet: splitting a byte stream into whole packets, and encoding the packets a
- * broker sends most (PUBLISH without properties, the two-byte acknowledgements).
- * Everything else still goes through mqtt-packet.
+ * broker sends most (PUBLISH without properties, the two-byte acknowledgements), and the
+ * CONNECT and 3.x CONNACK of every connection. Everything else still goes through mqtt-packet.
  */
 
 // mqtt-packet's encoder builds a cache of 65,536 two-byte Buffers (about 6 MB of heap) the
@@ -62,7 +62,8 @@ function newParser(): Parser {
 /** The parser settings of each protocol version (and 3.1.1 bridge mode), shared by all connections. */
 const SETTINGS = new Map<string, object>();
 
-function settingsOf(connect: object): object {
+/** The parser settings a CONNECT sets for the packets after it (decodeFast reads CONNECT itself). */
+export function settingsOf(connect: object): object {
   const { protocolVersion, bridgeMode } = connect as { protocolVersion?: number; bridgeMode?: boolean };
   const key = `${protocolVersion}/${bridgeMode === true}`;
   let settings = SETTINGS.get(key);
@@ -101,23 +102,24 @@ const ACK_COMMANDS: Readonly<Record<number, 'puback' | 'pubrec' | 'pubrel' | 'pu
   0x70: 'pubcomp',
 };
 
-/** The first byte of a PUBLISH or of an acknowledgement: decodeFast may read it. */
+/** The first byte of a PUBLISH, an acknowledgement or a CONNECT: decodeFast may read it. */
 export function isFastCandidate(first: number): boolean {
-  return first >> 4 === 3 || ACK_COMMANDS[first] !== undefined;
+  return first >> 4 === 3 || ACK_COMMANDS[first] !== undefined || first === 0x10;
 }
 
 /**
  * The packets of the per-message path decoded here, into the objects mqtt-packet's parser
- * makes: a PUBLISH without properties (MQTT 5: property length 0) and an acknowledgement
- * of remaining length 2. Undefined for anything else, and for anything not well formed, so
- * that mqtt-packet parses it and reports the error as it always does. (mqtt-packet spends
- * about a fifth of a QoS 1 message's broker time in its state machine, buffer list and
- * disabled debug calls.)
+ * makes: a PUBLISH without properties (MQTT 5: property length 0), an acknowledgement of
+ * remaining length 2, and a CONNECT (see decodeConnect). Undefined for anything else, and for
+ * anything not well formed, so that mqtt-packet parses it and reports the error as it always
+ * does. (mqtt-packet spends about a fifth of a QoS 1 message's broker time in its state
+ * machine, buffer list and disabled debug calls, and allocates about 12 KB per CONNECT.)
  */
 export function decodeFast(buf: Buffer, start: number, headerSize: number, remaining: number, version: ProtocolVersion): Packet | undefined {
   const first = buf[start]!;
   const end = start + headerSize + remaining;
   let o = start + headerSize;
+  if (first === 0x10) return decodeConnect(buf, o, end, remaining);
   if (first >> 4 === 3) {
     const qos = (first >> 1) & 3;
     if (qos === 3 || remaining < 2) return undefined;
@@ -152,6 +154,100 @@ export function decodeFast(buf: Buffer, start: number, headerSize: number, remai
   const packet = { cmd, retain: false, qos: first === 0x62 ? 1 : 0, dup: false, length: 2, topic: null, payload: null, messageId: (buf[o]! << 8) | buf[o + 1]! } as unknown as Packet;
   if (version === 5) (packet as { reasonCode?: number }).reasonCode = 0;
   return packet;
+}
+
+/** A length-prefixed field of CONNECT at `o`: its end, or -1 when it runs past `end`. */
+function fieldEnd(buf: Buffer, o: number, end: number): number {
+  if (o + 2 > end) return -1;
+  const e = o + 2 + ((buf[o]! << 8) | buf[o + 1]!);
+  return e > end ? -1 : e;
+}
+
+/**
+ * A CONNECT of MQTT 3.1, 3.1.1 or 5.0 into the object mqtt-packet's parser makes, for what
+ * nearly every client sends: MQTT 5 only without CONNECT and will properties (property
+ * lengths 0), no bridge bit in the level, flags and fields well formed and filling the packet
+ * exactly. Anything else is left to mqtt-packet. The will payload is copied (a view would keep
+ * the read chunk alive for the connection's life); the password is a view, as mqtt-packet's.
+ */
+function decodeConnect(buf: Buffer, o: number, end: number, remaining: number): Packet | undefined {
+  const nameEnd = fieldEnd(buf, o, end);
+  if (nameEnd === -1 || nameEnd + 4 > end) return undefined;
+  const nameLength = nameEnd - o - 2;
+  let protocolId: 'MQTT' | 'MQIsdp';
+  if (nameLength === 4 && buf[o + 2] === 0x4d && buf[o + 3] === 0x51 && buf[o + 4] === 0x54 && buf[o + 5] === 0x54) protocolId = 'MQTT';
+  else if (nameLength === 6 && buf.toString('latin1', o + 2, nameEnd) === 'MQIsdp') protocolId = 'MQIsdp';
+  else return undefined;
+  o = nameEnd;
+  const level = buf[o++]!;
+  if (level !== 3 && level !== 4 && level !== 5) return undefined;
+  const flags = buf[o++]!;
+  const willFlag = (flags & 0x04) !== 0;
+  const willQos = (flags >> 3) & 3;
+  if ((flags & 0x01) !== 0 || willQos === 3 || (!willFlag && (flags & 0x38) !== 0)) return undefined;
+  const keepalive = (buf[o]! << 8) | buf[o + 1]!;
+  o += 2;
+  if (level === 5) {
+    if (o >= end || buf[o] !== 0) return undefined;
+    o += 1;
+  }
+  const idEnd = fieldEnd(buf, o, end);
+  if (idEnd === -1) return undefined;
+  const packet: IConnectPacket & { length: number; retain: false; qos: 0; dup: false; topic: null; payload: null } = {
+    cmd: 'connect',
+    retain: false,
+    qos: 0,
+    dup: false,
+    length: remaining,
+    topic: null,
+    payload: null,
+    protocolId,
+    protocolVersion: level,
+    clean: (flags & 0x02) !== 0,
+    keepalive,
+    clientId: buf.toString('utf8', o + 2, idEnd),
+  };
+  o = idEnd;
+  if (willFlag) {
+    if (level === 5) {
+      if (o >= end || buf[o] !== 0) return undefined;
+      o += 1;
+    }
+    const topicEnd = fieldEnd(buf, o, end);
+    if (topicEnd === -1) return undefined;
+    const topic = buf.toString('utf8', o + 2, topicEnd);
+    const payloadEnd = fieldEnd(buf, topicEnd, end);
+    if (payloadEnd === -1) return undefined;
+    packet.will = { retain: (flags & 0x20) !== 0, qos: willQos as 0 | 1 | 2, topic, payload: Buffer.from(buf.subarray(topicEnd + 2, payloadEnd)) };
+    o = payloadEnd;
+  }
+  if ((flags & 0x80) !== 0) {
+    const userEnd = fieldEnd(buf, o, end);
+    if (userEnd === -1) return undefined;
+    packet.username = buf.toString('utf8', o + 2, userEnd);
+    o = userEnd;
+  }
+  if ((flags & 0x40) !== 0) {
+    const passwordEnd = fieldEnd(buf, o, end);
+    if (passwordEnd === -1) return undefined;
+    packet.password = buf.subarray(o + 2, passwordEnd);
+    o = passwordEnd;
+  }
+  return o === end ? packet : undefined;
+}
+
+/**
+ * A CONNACK of MQTT 3.1 or 3.1.1 (four bytes), or undefined for MQTT 5 (mqtt-packet encodes
+ * its properties).
+ */
+export function encodeConnack3(packet: Packet, version: ProtocolVersion): Buffer | undefined {
+  if (packet.cmd !== 'connack' || version === 5) return undefined;
+  const buf = Buffer.allocUnsafe(4);
+  buf[0] = 0x20;
+  buf[1] = 2;
+  buf[2] = packet.sessionPresent ? 1 : 0;
+  buf[3] = packet.returnCode ?? 0;
+  return buf;
 }
 
 const ACK_HEADER: Readonly<Record<string, number>> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };

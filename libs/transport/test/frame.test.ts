@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import mqtt, { type IPublishPacket, type Packet } from 'mqtt-packet';
+import fc from 'fast-check';
+import mqtt, { type IConnectPacket, type IPublishPacket, type Packet } from 'mqtt-packet';
 import { RawMqttClient, connectBytes, pingreqBytes, publishBytes, subscribeBytes } from '@fleetmq/testkit';
-import { decodeFast, encodePlainPublish, encodePublish, encodeShortAck, encodeStats, readFixedHeader } from '../src/frame.js';
+import { decodeFast, encodeConnack3, encodePlainPublish, encodePublish, encodeShortAck, encodeStats, readFixedHeader } from '../src/frame.js';
 import { makeBroker, memoryClient } from './support.js';
 
 const clients: RawMqttClient[] = [];
@@ -83,6 +84,19 @@ describe('frame.ts encoders: the bytes mqtt-packet writes', () => {
     }
     const withProperties: IPublishPacket = { cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: { contentType: 'text' } };
     expect(encodePlainPublish(withProperties, 5)).toBeUndefined();
+  });
+
+  it('CONNACK of MQTT 3.1 and 3.1.1; MQTT 5 left to mqtt-packet', () => {
+    for (const version of [3, 4] as const) {
+      for (const sessionPresent of [false, true]) {
+        for (const returnCode of [0, 1, 2, 3, 4, 5]) {
+          const packet = { cmd: 'connack', sessionPresent, returnCode } as Packet;
+          expect(encodeConnack3(packet, version)).toEqual(mqtt.generate(packet, { protocolVersion: version }));
+        }
+      }
+    }
+    expect(encodeConnack3({ cmd: 'connack', sessionPresent: false, reasonCode: 0 } as Packet, 5)).toBeUndefined();
+    expect(encodeConnack3({ cmd: 'pingresp' } as Packet, 4)).toBeUndefined();
   });
 
   it('acknowledgements in their short form (MQTT 5: reason code 0 and no properties)', () => {
@@ -180,6 +194,106 @@ describe('frame.ts decoder: the packets mqtt-packet parses', () => {
     expect(fast(Buffer.from([0x30, 0x03, 0x00, 0x05, 0x74]), 4)).toBeUndefined(); // topic longer than the packet
     expect(fast(Buffer.from([0x32, 0x03, 0x00, 0x01, 0x74]), 4)).toBeUndefined(); // no room for the packet ID
     expect(fast(Buffer.from([0x60, 0x02, 0x00, 0x01]), 4)).toBeUndefined(); // PUBREL with flags 0
-    expect(fast(connectBytes(4, { clientId: 'c' }), 4)).toBeUndefined();
+    expect(fast(mqtt.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 't', qos: 0 }] }, { protocolVersion: 4 }), 4)).toBeUndefined();
+  });
+
+  /** A CONNECT as clients send it: every version, with or without will, username and password. */
+  const connects = fc.record(
+    {
+      protocolVersion: fc.constantFrom(3, 4, 5),
+      clientId: fc.oneof(fc.constant(''), fc.string({ maxLength: 30 }), fc.string({ unit: 'grapheme', maxLength: 10 })),
+      clean: fc.boolean(),
+      keepalive: fc.integer({ min: 0, max: 65535 }),
+      username: fc.option(fc.string({ maxLength: 20 }), { nil: undefined }),
+      password: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }),
+      will: fc.option(
+        fc.record({ topic: fc.string({ minLength: 1, maxLength: 20 }), payload: fc.uint8Array({ maxLength: 300 }), qos: fc.constantFrom(0, 1, 2), retain: fc.boolean() }),
+        { nil: undefined },
+      ),
+    },
+    { requiredKeys: ['protocolVersion', 'clientId', 'clean', 'keepalive'] },
+  );
+
+  function connectPacket(c: fc.RecordValue<typeof connects extends fc.Arbitrary<infer T> ? T : never>): IConnectPacket {
+    const packet: IConnectPacket = {
+      cmd: 'connect',
+      protocolId: c.protocolVersion === 3 ? 'MQIsdp' : 'MQTT',
+      protocolVersion: c.protocolVersion as 3 | 4 | 5,
+      clientId: c.clientId,
+      clean: c.clean,
+      keepalive: c.keepalive,
+    };
+    if (c.username !== undefined) packet.username = c.username;
+    if (c.password !== undefined) packet.password = Buffer.from(c.password);
+    if (c.will !== undefined) packet.will = { topic: c.will.topic, payload: Buffer.from(c.will.payload), qos: c.will.qos as 0 | 1 | 2, retain: c.will.retain };
+    return packet;
+  }
+
+  it('CONNECT of every version, with and without will, username and password, as mqtt-packet reads it', () => {
+    fc.assert(
+      fc.property(connects, (c) => {
+        // mqtt-packet writes an empty client ID only for 3.1.1 and 5.0 with clean start
+        // (and never a password without a username)
+        fc.pre(c.clientId !== '' || (c.protocolVersion !== 3 && c.clean));
+        fc.pre(c.password === undefined || c.username !== undefined);
+        const packet = connectPacket(c);
+        const bytes = mqtt.generate(packet, { protocolVersion: packet.protocolVersion });
+        const mine = fast(bytes, 4);
+        expect(mine).toBeDefined();
+        expect({ ...mine }).toEqual({ ...parsed(bytes, 4) });
+        expect(mine).toMatchObject({ clientId: c.clientId, keepalive: c.keepalive, clean: c.clean });
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('leaves to mqtt-packet the CONNECTs it does not decode, and every malformed one', () => {
+    const plain = connectBytes(4, { clientId: 'dev-1', username: 'u', password: Buffer.from('p') });
+    expect(fast(plain, 4)).toBeDefined();
+    const v5Props = mqtt.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c', clean: true, keepalive: 30, properties: { sessionExpiryInterval: 60 } });
+    expect(fast(v5Props, 5)).toBeUndefined();
+    const willProps = mqtt.generate({
+      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: 'c', clean: true, keepalive: 30,
+      will: { topic: 'w', payload: Buffer.from('x'), qos: 1, retain: false, properties: { willDelayInterval: 5 } },
+    });
+    expect(fast(willProps, 5)).toBeUndefined();
+    const patched = (at: number, value: number): Buffer => {
+      const b = Buffer.from(plain);
+      b[at] = value;
+      return b;
+    };
+    // fixed header 2 bytes, then 00 04 'MQTT' level flags keepalive(2)
+    expect(fast(patched(4, 0x58), 4)).toBeUndefined(); // protocol name 'MXTT'
+    expect(fast(patched(8, 0x84), 4)).toBeUndefined(); // bridge bit: mqtt-packet reads bridgeMode
+    expect(fast(patched(8, 6), 4)).toBeUndefined(); // level 6
+    expect(fast(patched(9, plain[9]! | 0x01), 4)).toBeUndefined(); // reserved flag [MQTT-3.1.2-3]
+    expect(fast(patched(9, plain[9]! | 0x20), 4)).toBeUndefined(); // will retain without will
+    expect(fast(patched(9, plain[9]! | 0x08), 4)).toBeUndefined(); // will QoS without will
+    expect(fast(patched(9, plain[9]! | 0x04 | 0x18), 4)).toBeUndefined(); // will QoS 3
+    expect(fast(patched(13, 0x40), 4)).toBeUndefined(); // client ID longer than the packet
+    const trailing = Buffer.concat([plain, Buffer.from([0])]);
+    trailing[1]! += 1;
+    expect(fast(trailing, 4)).toBeUndefined(); // a byte after the password
+    const noPassword = Buffer.from(plain.subarray(0, plain.length - 3));
+    noPassword[1]! -= 3;
+    expect(fast(noPassword, 4)).toBeUndefined(); // password flag, no password
+  });
+
+  it('CONNECT 5.0 with a password and no username (allowed since 5.0, 3.1.2.9), as mqtt-packet reads it', () => {
+    const body = [0, 4, 0x4d, 0x51, 0x54, 0x54, 5, 0x42, 0, 30, 0, 0, 1, 0x63, 0, 2, 0x70, 0x77];
+    const bytes = Buffer.from([0x10, body.length, ...body]);
+    const mine = fast(bytes, 4) as IConnectPacket;
+    expect({ ...mine }).toEqual({ ...parsed(bytes, 4) });
+    expect(mine.username).toBeUndefined();
+    expect(mine.password!.toString()).toBe('pw');
+  });
+
+  it('copies a will payload out of the read chunk, and reads the password as mqtt-packet does', () => {
+    const bytes = mqtt.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'w', clean: true, keepalive: 0, username: 'u', password: Buffer.from('secret'), will: { topic: 't', payload: Buffer.from('bye'), qos: 1, retain: true } });
+    const packet = fast(bytes, 4) as IConnectPacket;
+    bytes.fill(0); // the read chunk is reused or freed: the will outlives it
+    expect(Buffer.from(packet.will!.payload as Buffer).toString()).toBe('bye');
+    bytes.write('secret', bytes.length - 6);
+    expect(packet.password!.toString()).toBe('secret');
   });
 });
