@@ -214,7 +214,8 @@ describe('frame.ts decoder: the packets mqtt-packet parses', () => {
     { requiredKeys: ['protocolVersion', 'clientId', 'clean', 'keepalive'] },
   );
 
-  function connectPacket(c: fc.RecordValue<typeof connects extends fc.Arbitrary<infer T> ? T : never>): IConnectPacket {
+  type ConnectCase = typeof connects extends fc.Arbitrary<infer T> ? T : never;
+  function connectPacket(c: ConnectCase): IConnectPacket {
     const packet: IConnectPacket = {
       cmd: 'connect',
       protocolId: c.protocolVersion === 3 ? 'MQIsdp' : 'MQTT',
