@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDynamo, startNatsServer, startRedisServer, type DynamoFixture, type NatsFixture, type RedisFixture } from '@fleetmq/testkit';
 import { Inbox, connectMqtt, createMqtt, endMqttClients, once, quietPeriod, waitUntil } from '../support/clients.js';
-import { startCluster, type Cluster, type ClusterNode } from '../support/cluster.js';
+import { startClusterWithBackends, type Cluster, type ClusterNode } from '../support/cluster.js';
 
 // A node that is not dead, only paused (SIGSTOP: as a long GC pause or a frozen VM) for longer
 // than the heartbeat TTL. It answers nothing, not even over NATS, so the live node adopts its
@@ -12,16 +11,12 @@ import { startCluster, type Cluster, type ClusterNode } from '../support/cluster
 const NODE_TTL_MS = 1_500;
 const TAKEN_OVER = 0x8e;
 
-let nats: NatsFixture;
-let redis: RedisFixture;
-let dynamo: DynamoFixture;
-let cluster: Cluster;
+let cluster: Cluster | undefined;
 let A: ClusterNode;
 let B: ClusterNode;
 
 beforeAll(async () => {
-  [nats, redis, dynamo] = await Promise.all([startNatsServer(), startRedisServer(), startDynamo()]);
-  cluster = await startCluster({ nodes: 2, nats, dynamo, redis, env: { FLEETMQ_CLUSTER__REDIS__NODE_TTL: String(NODE_TTL_MS), FLEETMQ_OPS__PORT: '0' } });
+  cluster = await startClusterWithBackends({ nodes: 2, env: { FLEETMQ_CLUSTER__REDIS__NODE_TTL: String(NODE_TTL_MS), FLEETMQ_OPS__PORT: '0' } });
   [A, B] = cluster.nodes as [ClusterNode, ClusterNode];
 });
 
@@ -35,7 +30,6 @@ afterAll(async () => {
   }
   await endMqttClients();
   await cluster?.stop();
-  await Promise.allSettled([nats?.stop(), redis?.stop(), dynamo?.stop()]);
 });
 
 afterEach(async () => {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { DynamoFixture, NatsFixture, RedisFixture } from '@fleetmq/testkit';
+import { startDynamo, startNatsServer, startRedisServer, type DynamoFixture, type NatsFixture, type RedisFixture } from '@fleetmq/testkit';
 
 /**
  * A FleetMQ cluster of real edge-node processes (`node services/edge/dist/cli.js start`, the
@@ -274,6 +274,40 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await stopAll();
     throw err;
   }
+}
+
+/**
+ * A cluster with every backend of its own: nats-server, redis-server and dynalite are started
+ * first, and `stop` stops the nodes, then the backends.
+ */
+export async function startClusterWithBackends(
+  options: Omit<ClusterOptions, 'nats' | 'dynamo' | 'redis'>,
+): Promise<Cluster & { readonly nats: NatsFixture; readonly redis: RedisFixture; readonly dynamo: DynamoFixture }> {
+  const backends = await Promise.allSettled([startNatsServer(), startRedisServer(), startDynamo()] as const);
+  const stopBackends = (): Promise<unknown> =>
+    Promise.allSettled(backends.map((b) => (b.status === 'fulfilled' ? b.value.stop() : undefined)));
+  const [nats, redis, dynamo] = backends;
+  if (nats.status !== 'fulfilled' || redis.status !== 'fulfilled' || dynamo.status !== 'fulfilled') {
+    await stopBackends();
+    throw [nats, redis, dynamo].map((b) => (b.status === 'rejected' ? (b.reason as Error) : undefined)).find((e) => e !== undefined);
+  }
+  let cluster: Cluster;
+  try {
+    cluster = await startCluster({ ...options, nats: nats.value, redis: redis.value, dynamo: dynamo.value });
+  } catch (err) {
+    await stopBackends();
+    throw err;
+  }
+  return {
+    nodes: cluster.nodes,
+    nats: nats.value,
+    redis: redis.value,
+    dynamo: dynamo.value,
+    async stop() {
+      await cluster.stop();
+      await stopBackends();
+    },
+  };
 }
 
 // ------------------------------------------------------------------ NATS monitoring

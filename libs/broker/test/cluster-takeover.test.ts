@@ -188,13 +188,16 @@ describe('session takeover between nodes', () => {
     expect([...got].sort()).toEqual([...sent].sort());
   });
 
-  it('DESIGN invariant 1: what the old owner buffered for a takeover-end that never came reaches the new owner\'s connected client, not the offline queue', async () => {
+  /**
+   * Node B takes 'roam' over from node A; 'stranded' arrives between the two steps (only node
+   * A's buffer has it), and node A's answer to takeover-end is lost: node B stops waiting and
+   * opens the session without it. Node A answers as usual again afterwards.
+   */
+  async function strandedTakeover() {
     const { a, b, hub } = await twoNodes();
     const first = await a.connect({ clientId: 'roam', ...persistent });
     await first.subscribe({ topic: 'p/#', qos: 1 });
     const pub = await a.connect({ clientId: 'pub' });
-    // a message arrives between the two steps (only node A's buffer has it), then node A's
-    // answer to takeover-end is lost: node B stops waiting and opens the session without it
     const serveA = hub.handlers.get('a')!;
     hub.handlers.set('a', async (request: NodeRequest): Promise<NodeReply> => {
       if (request.type === 'takeover-end') return new Promise<NodeReply>(() => undefined);
@@ -204,9 +207,14 @@ describe('session takeover between nodes', () => {
     });
     const second = await b.connect({ clientId: 'roam', ...persistent });
     await settle();
+    hub.handlers.set('a', serveA);
+    return { a, b, hub, pub, second };
+  }
+
+  it('DESIGN invariant 1: what the old owner buffered for a takeover-end that never came reaches the new owner\'s connected client, not the offline queue', async () => {
+    const { a, pub, second } = await strandedTakeover();
     expect(payloads(second.publishes())).toEqual([]);
     // node A gives up on node B (its drain here; the handover limit otherwise)
-    hub.handlers.set('a', serveA);
     await a.broker.registry.settleHandovers(0);
     await settle();
     expect(payloads(second.publishes())).toEqual(['stranded']);
@@ -218,20 +226,7 @@ describe('session takeover between nodes', () => {
   }, 10_000);
 
   it('DESIGN invariant 1: an abandoned buffer whose client no node holds goes to the offline queue, and the client finds it', async () => {
-    const { a, b, hub } = await twoNodes();
-    const first = await a.connect({ clientId: 'roam', ...persistent });
-    await first.subscribe({ topic: 'p/#', qos: 1 });
-    const pub = await a.connect({ clientId: 'pub' });
-    const serveA = hub.handlers.get('a')!;
-    hub.handlers.set('a', async (request: NodeRequest): Promise<NodeReply> => {
-      if (request.type === 'takeover-end') return new Promise<NodeReply>(() => undefined);
-      const reply = await serveA(request);
-      if (request.type === 'takeover-begin') await pub.publish('p/x', 'stranded', { qos: 1 });
-      return reply;
-    });
-    const second = await b.connect({ clientId: 'roam', ...persistent });
-    await settle();
-    hub.handlers.set('a', serveA);
+    const { a, b, hub, second } = await strandedTakeover();
     // node B does not answer when node A gives up: nobody takes the buffer over the link
     const serveB = hub.handlers.get('b')!;
     hub.handlers.delete('b');
