@@ -12,6 +12,8 @@ export default defineConfig({
       '@fleetmq/broker': pkg('./libs/broker/src/index.ts'),
       '@fleetmq/adapter-memory': pkg('./libs/adapter-memory/src/index.ts'),
       '@fleetmq/adapter-nats': pkg('./libs/adapter-nats/src/index.ts'),
+      // a subpath before its package: an alias matches the start of a specifier
+      '@fleetmq/adapter-dynamo/table-definitions': pkg('./libs/adapter-dynamo/src/table-definitions.ts'),
       '@fleetmq/adapter-dynamo': pkg('./libs/adapter-dynamo/src/index.ts'),
       '@fleetmq/adapter-redis': pkg('./libs/adapter-redis/src/index.ts'),
       '@fleetmq/auth': pkg('./libs/auth/src/index.ts'),

@@ -1,15 +1,10 @@
+import type { EnsureTableResult } from '@fleetmq/adapter-dynamo';
 import {
-  DynamoOfflineQueue,
-  DynamoRetainedStore,
-  DynamoSessionStore,
-  createDynamoClient,
-  ensureTables,
   offlineQueueTableDefinition,
   retainedTableDefinition,
   sessionsTableDefinition,
-  type EnsureTableResult,
   type TableDefinition,
-} from '@fleetmq/adapter-dynamo';
+} from '@fleetmq/adapter-dynamo/table-definitions';
 import {
   MemoryMessageBus,
   MemoryOfflineQueue,
@@ -17,8 +12,6 @@ import {
   MemorySessionOwnership,
   MemorySessionStore,
 } from '@fleetmq/adapter-memory';
-import { NatsMessageBus, NatsNodeLink } from '@fleetmq/adapter-nats';
-import { RedisNodeRegistry, RedisSessionOwnership } from '@fleetmq/adapter-redis';
 import type {
   BrokerLog,
   BrokerPorts,
@@ -35,6 +28,14 @@ import type { Logger } from './logger.js';
 
 type DynamoConfig = NonNullable<EdgeConfig['dynamodb']>;
 
+// The adapters of the backends are loaded when the config names their backend: a node alone
+// (the embedded default) never loads the AWS SDK, ioredis or nats.js, which would cost it
+// about 10 MB of heap, 20 MB of RSS and a fifth of a second at start.
+const dynamoAdapter = (): Promise<typeof import('@fleetmq/adapter-dynamo')> => import('@fleetmq/adapter-dynamo');
+const natsAdapter = (): Promise<typeof import('@fleetmq/adapter-nats')> => import('@fleetmq/adapter-nats');
+const redisAdapter = (): Promise<typeof import('@fleetmq/adapter-redis')> => import('@fleetmq/adapter-redis');
+export { redisAdapter };
+
 /** The DynamoDB tables FleetMQ uses, named with the configured prefix. */
 export function dynamoTables(dynamodb: DynamoConfig): { retained: TableDefinition; sessions: TableDefinition; offlineQueue: TableDefinition } {
   return {
@@ -50,9 +51,11 @@ function clientConfig(dynamodb: DynamoConfig) {
 
 /** `fleetmq dynamo create-tables`: creates the missing tables, idempotent. */
 export async function createDynamoTables(dynamodb: DynamoConfig): Promise<EnsureTableResult[]> {
+  const { createDynamoClient, ensureTables } = await dynamoAdapter();
+  const tables = Object.values(dynamoTables(dynamodb));
   const client = createDynamoClient(clientConfig(dynamodb));
   try {
-    return await ensureTables(client, Object.values(dynamoTables(dynamodb)));
+    return await ensureTables(client, tables);
   } finally {
     client.destroy();
   }
@@ -74,6 +77,7 @@ async function stores(config: EdgeConfig, log: Logger): Promise<Stores> {
   if (dynamodb.createTables) {
     for (const result of await createDynamoTables(dynamodb)) log.info({ ...result }, 'dynamo_table_ready');
   }
+  const { DynamoOfflineQueue, DynamoRetainedStore, DynamoSessionStore } = await dynamoAdapter();
   const tables = dynamoTables(dynamodb);
   const client = clientConfig(dynamodb);
   return {
@@ -92,9 +96,10 @@ async function stores(config: EdgeConfig, log: Logger): Promise<Stores> {
  * NATS when configured: the node starts even while NATS is down, reports not ready, and
  * connects (and reconnects) in the background.
  */
-function messageBus(config: EdgeConfig, log: Logger): MessageBus {
+async function messageBus(config: EdgeConfig, log: Logger): Promise<MessageBus> {
   const nats = config.cluster.nats;
   if (nats === undefined) return new MemoryMessageBus();
+  const { NatsMessageBus } = await natsAdapter();
   return NatsMessageBus.create({
     servers: nats.servers,
     name: config.nodeId,
@@ -104,23 +109,26 @@ function messageBus(config: EdgeConfig, log: Logger): MessageBus {
 }
 
 /** Node-to-node requests (session takeover) over NATS; none for a node alone. */
-function nodeLink(config: EdgeConfig, log: Logger): NodeLink | undefined {
+async function nodeLink(config: EdgeConfig, log: Logger): Promise<NodeLink | undefined> {
   const nats = config.cluster.nats;
   if (nats === undefined) return undefined;
+  const { NatsNodeLink } = await natsAdapter();
   return new NatsNodeLink({ servers: nats.servers, name: config.nodeId, reconnectTimeWait: nats.reconnectTimeWait, log: log as unknown as BrokerLog });
 }
 
 /** Client-ID ownership in Redis when configured: one owner per client ID across the cluster. */
-function ownership(config: EdgeConfig, log: Logger): SessionOwnership {
+async function ownership(config: EdgeConfig, log: Logger): Promise<SessionOwnership> {
   const redis = config.cluster.redis;
   if (redis === undefined) return new MemorySessionOwnership();
+  const { RedisSessionOwnership } = await redisAdapter();
   return new RedisSessionOwnership({ url: redis.url, keyPrefix: redis.keyPrefix, name: config.nodeId, log: log as unknown as BrokerLog });
 }
 
 /** Which nodes are alive (Redis): a draining node hands its detached sessions to them. */
-export function openNodeRegistry(config: EdgeConfig, log: Logger): NodeRegistry | undefined {
+export async function openNodeRegistry(config: EdgeConfig, log: Logger): Promise<NodeRegistry | undefined> {
   const redis = config.cluster.redis;
   if (redis === undefined) return undefined;
+  const { RedisNodeRegistry } = await redisAdapter();
   return new RedisNodeRegistry({
     url: redis.url,
     keyPrefix: redis.keyPrefix,
@@ -136,10 +144,10 @@ export function openNodeRegistry(config: EdgeConfig, log: Logger): NodeRegistry 
  */
 export async function openPorts(config: EdgeConfig, log: Logger): Promise<BrokerPorts> {
   return {
-    bus: messageBus(config, log),
-    ownership: ownership(config, log),
+    bus: await messageBus(config, log),
+    ownership: await ownership(config, log),
     ...(await stores(config, log)),
-    link: nodeLink(config, log),
+    link: await nodeLink(config, log),
   };
 }
 

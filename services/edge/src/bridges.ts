@@ -1,7 +1,7 @@
 import { MemoryLease } from '@fleetmq/adapter-memory';
-import { RedisLease } from '@fleetmq/adapter-redis';
-import { BridgeManager } from '@fleetmq/bridge';
+import type { BridgeManager } from '@fleetmq/bridge';
 import type { Broker, BrokerLog, Lease } from '@fleetmq/broker';
+import { redisAdapter } from './backends.js';
 import { bridgeOptions } from './bridge-config.js';
 import type { EdgeConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -17,16 +17,18 @@ export interface NodeBridges {
 /**
  * The configured bridges: in a cluster (cluster.redis) each runs on the one node holding its
  * Redis lease `bridge:<name>`; alone, on this node (in-process lease). Undefined with no
- * bridges. Reads the bridges' TLS files: throws when one cannot be read.
+ * bridges (the bridge code and its MQTT client are then never loaded). Reads the bridges' TLS
+ * files: throws when one cannot be read.
  */
-export function openBridges(config: EdgeConfig, broker: Broker, log: Logger): NodeBridges | undefined {
+export async function openBridges(config: EdgeConfig, broker: Broker, log: Logger): Promise<NodeBridges | undefined> {
   if (config.bridges.length === 0) return undefined;
   const brokerLog = log as unknown as BrokerLog;
   const redis = config.cluster.redis;
+  const { BridgeManager } = await import('@fleetmq/bridge');
   const lease: Lease =
     redis === undefined
       ? new MemoryLease()
-      : new RedisLease({ url: redis.url, keyPrefix: redis.keyPrefix, name: `${config.nodeId}/bridges`, log: brokerLog });
+      : new (await redisAdapter()).RedisLease({ url: redis.url, keyPrefix: redis.keyPrefix, name: `${config.nodeId}/bridges`, log: brokerLog });
   let manager: BridgeManager;
   try {
     manager = new BridgeManager({ broker, lease, nodeId: config.nodeId, bridges: config.bridges.map(bridgeOptions), log: brokerLog });

@@ -150,7 +150,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     ...security,
   });
   await broker.start();
-  const bridges = openBridges(config, broker, log); // reads the bridges' TLS files
+  const bridges = await openBridges(config, broker, log); // reads the bridges' TLS files
   const connectionOptions = {
     maxPacketSize: mqtt.maxPacketSize,
     outputBufferLimit: mqtt.outputBufferLimit,
@@ -176,7 +176,7 @@ export async function startNode(config: EdgeConfig, log: Logger): Promise<Runnin
     throw err;
   }
   if (config.auth.watchFiles) await authFiles.watch();
-  const registry = openNodeRegistry(config, log);
+  const registry = await openNodeRegistry(config, log);
   const reconcile = async (): Promise<void> => {
     const result = await broker.registry.reconcileOwnership();
     if (result.closed + result.dropped > 0) log.warn({ nodeId: config.nodeId, ...result }, 'sessions_lost_while_expired');
