@@ -369,6 +369,8 @@ export class Connection implements ChannelSink, FrameSink, KeepAliveWatched {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.keepAliveMs = seconds * 1000;
+    // counted from the CONNACK: opening the session may have taken a while (a takeover)
+    this.lastActivity = Date.now();
     if (seconds > 0 && !this.closed) keepAliveWheel.watch(this);
     else keepAliveWheel.unwatch(this);
   }

@@ -238,15 +238,15 @@ function decodeConnect(buf: Buffer, o: number, end: number, remaining: number): 
 
 /**
  * A CONNACK of MQTT 3.1 or 3.1.1 (four bytes), or undefined for MQTT 5 (mqtt-packet encodes
- * its properties).
+ * its properties) and for one without a return code.
  */
 export function encodeConnack3(packet: Packet, version: ProtocolVersion): Buffer | undefined {
-  if (packet.cmd !== 'connack' || version === 5) return undefined;
+  if (packet.cmd !== 'connack' || version === 5 || typeof packet.returnCode !== 'number') return undefined;
   const buf = Buffer.allocUnsafe(4);
   buf[0] = 0x20;
   buf[1] = 2;
-  buf[2] = packet.sessionPresent ? 1 : 0;
-  buf[3] = packet.returnCode ?? 0;
+  buf[2] = packet.sessionPresent && version === 4 ? 1 : 0; // MQTT 3.1 has no Session Present: the byte is reserved
+  buf[3] = packet.returnCode;
   return buf;
 }
 

@@ -74,6 +74,10 @@ export class KeepAliveWheel {
   /** Moves on by the time that passed (one slot, more if the timer was late) and looks at what those slots hold. */
   private tick(): void {
     const now = this.now();
+    // the timer came more than two ticks late: this process stalled (a long pause, SIGSTOP),
+    // and what its clients sent meanwhile waits unread (timers run before sockets are read):
+    // what fell due gets two more ticks instead of being closed unheard
+    const stalled = now - this.cursorTime > 3 * TICK_MS;
     for (let turns = 0; this.cursorTime + TICK_MS <= now && turns < SLOTS; turns++) {
       this.cursor = (this.cursor + 1) % SLOTS;
       this.cursorTime += TICK_MS;
@@ -83,7 +87,9 @@ export class KeepAliveWheel {
       slot.clear();
       for (const c of due) {
         const deadline = c.keepAliveDeadline();
-        if (deadline <= now) {
+        if (deadline <= now && stalled) {
+          this.place(c, now + 2 * TICK_MS);
+        } else if (deadline <= now) {
           c.keepAliveSlot = undefined;
           this.watched--;
           c.keepAliveExpired();

@@ -91,12 +91,15 @@ describe('frame.ts encoders: the bytes mqtt-packet writes', () => {
       for (const sessionPresent of [false, true]) {
         for (const returnCode of [0, 1, 2, 3, 4, 5]) {
           const packet = { cmd: 'connack', sessionPresent, returnCode } as Packet;
-          expect(encodeConnack3(packet, version)).toEqual(mqtt.generate(packet, { protocolVersion: version }));
+          // 3.1 has no Session Present flag: its byte is reserved, 0 (mqtt-packet writes the flag)
+          const expected = mqtt.generate({ ...packet, sessionPresent: sessionPresent && version === 4 } as Packet, { protocolVersion: version });
+          expect(encodeConnack3(packet, version)).toEqual(expected);
         }
       }
     }
     expect(encodeConnack3({ cmd: 'connack', sessionPresent: false, reasonCode: 0 } as Packet, 5)).toBeUndefined();
     expect(encodeConnack3({ cmd: 'pingresp' } as Packet, 4)).toBeUndefined();
+    expect(encodeConnack3({ cmd: 'connack', sessionPresent: false } as Packet, 4)).toBeUndefined(); // mqtt-packet refuses it
   });
 
   it('acknowledgements in their short form (MQTT 5: reason code 0 and no properties)', () => {

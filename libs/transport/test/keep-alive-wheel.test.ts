@@ -67,15 +67,19 @@ describe('KeepAliveWheel', () => {
     expect(c.expiredAt! - start).toBeLessThanOrEqual(300_250);
   });
 
-  it('catches up after a stalled event loop: what fell due meanwhile expires on the next tick', () => {
+  it('after a stalled process, gives what fell due meanwhile two ticks to be heard from before it expires', () => {
     const wheel = new KeepAliveWheel();
-    const soon = new Watched(2000);
+    const silent = new Watched(2000);
+    const talking = new Watched(2000);
     const later = new Watched(60_000);
-    wheel.watch(soon);
-    wheel.watch(later);
-    vi.setSystemTime(start + 5000); // five seconds without a timer
+    for (const c of [silent, talking, later]) wheel.watch(c);
+    vi.setSystemTime(start + 5000); // five seconds without a timer (the process was stopped)
     vi.advanceTimersByTime(250);
-    expect(soon.expiredAt).toBeDefined();
+    expect(silent.expiredAt).toBeUndefined();
+    talking.heard(); // what it sent during the stall is read now
+    vi.advanceTimersByTime(750);
+    expect(silent.expiredAt).toBeDefined();
+    expect(talking.expiredAt).toBeUndefined();
     expect(later.expiredAt).toBeUndefined();
     vi.advanceTimersByTime(55_000);
     expect(later.expiredAt).toBeDefined();
