@@ -94,7 +94,14 @@ export class NatsNodeLink implements NodeLink {
         }
         const answered = handler(request).then(
           (reply) => {
-            msg.respond(encoder.encode(encodeJson(reply)));
+            const data = encoder.encode(encodeJson(reply));
+            try {
+              msg.respond(data);
+            } catch (cause) {
+              // larger than the server's max_payload (a huge takeover buffer), or the link is
+              // gone: the requester times out and falls back to the stores
+              this.log.error({ err: cause, bytes: data.length, type: request.type }, 'node_reply_failed');
+            }
           },
           (cause: unknown) => this.log.error({ err: cause, type: request.type, clientId: 'clientId' in request ? request.clientId : undefined }, 'node_request_failed'),
         );

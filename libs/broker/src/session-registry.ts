@@ -529,6 +529,14 @@ export class SessionRegistry {
     const { router, store, log } = this.deps;
     const will = req.publishWill ? session.will : undefined;
     session.will = will;
+    if (will !== undefined && !(await this.stillOwner(clientId, entry.epoch))) {
+      // adopted from while this node was cut off (paused beyond its TTL): the adopter has the
+      // session and published the will (invariant 6); nothing of the new owner's is touched
+      router.detach(channel);
+      for (const filter of session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
+      log.info({ clientId }, 'session_fenced');
+      return;
+    }
 
     if (session.expiryInterval === 0) {
       router.detach(channel);
@@ -859,6 +867,10 @@ export class SessionRegistry {
           return; // unknown: kept, as stillOwner does
         }
         if (owner?.nodeId === nodeId && owner.epoch === epoch) return;
+        // no record at all: an adopter ended the session (and published its will), or Redis
+        // lost its data. A connected client is let go either way (it reconnects and claims
+        // afresh); a detached session is kept capturing: it may be the only copy of it
+        if (owner === null && entry === undefined) return;
         try {
           if (entry !== undefined) {
             this.live.delete(clientId);
@@ -1060,8 +1072,9 @@ export class SessionRegistry {
     const { router, offlineQueue, log } = this.deps;
     // the new owner's request came on another connection than the messages, and may have
     // overtaken some that were routed here before its subscription took effect: they are
-    // taken into the buffer first (a bus that is down carries nothing more anyway)
-    await router.sync().catch((err: unknown) => log.warn({ clientId, err }, 'bus_sync_failed'));
+    // taken into the buffer first (a bus that is down carries nothing more anyway); bounded,
+    // so that a slow bus does not make the reply miss the new owner's wait
+    await this.syncBus(clientId);
     router.detach(handover);
     for (const filter of handover.session.subscriptions.keys()) await router.unsubscribe(clientId, filter);
     log.info({ clientId, buffered: handover.buffer.length, received }, 'session_handover_finished');
@@ -1071,6 +1084,22 @@ export class SessionRegistry {
       await offlineQueue.clear(clientId).catch((err: unknown) => log.warn({ clientId, err }, 'offline_queue_clear_failed'));
     }
     return handover.buffer;
+  }
+
+  /** MessageBus.sync for at most a quarter of the takeover timeout; a failure or the timeout is logged. */
+  private async syncBus(clientId: string): Promise<void> {
+    const { router, log } = this.deps;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(resolve, (this.deps.takeoverTimeoutMs ?? 2000) / 4, 'timeout');
+    });
+    try {
+      if ((await Promise.race([router.sync(), limit])) === 'timeout') log.warn({ clientId }, 'bus_sync_timeout');
+    } catch (err) {
+      log.warn({ clientId, err }, 'bus_sync_failed');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** New owner: ask the previous owner for the session; null when it has none or does not answer. */

@@ -328,6 +328,44 @@ describe('adopting the sessions of a dead node', () => {
     expect(await n1.registry.reconcileOwnership()).toEqual({ closed: 0, dropped: 0 });
   });
 
+  it('a client of a node adopted from that goes away before its node reconciles: no second will, the adopter\'s state untouched', async () => {
+    const c = cluster();
+    const n1 = c.node('n1');
+    const n2 = c.node('n2');
+    const plain = await n1.connect('plain', { will: will('status/plain') });
+    const kept = await n1.connect('kept', { cleanStart: false, expiryInterval: 300, will: will('status/kept') });
+    // n1 paused beyond its TTL: n2 adopted both, published both wills
+    expect(await n2.registry.adoptOrphan('plain', 'n1', Date.now())).toBe(true);
+    expect(await n2.registry.adoptOrphan('kept', 'n1', Date.now())).toBe(true);
+    const adopted = await c.store.load('kept');
+    // n1 runs again; its timers close both connections before it reconciles
+    await n1.registry.close(plain.channel, plain.session, { publishWill: true });
+    await n1.registry.close(kept.channel, kept.session, { publishWill: true });
+    await n1.registry.idle();
+    await settle();
+    expect(c.wills.map((w) => `${w.nodeId} ${w.topic}`).sort()).toEqual(['n2 status/kept', 'n2 status/plain']);
+    expect(n1.registry.detachedCount).toBe(0);
+    expect((await c.ownership.owner('kept'))?.nodeId).toBe('n2');
+    expect(await c.store.load('kept')).toEqual(adopted);
+  });
+
+  it('reconciling with no owner record (Redis lost its data): a connected client is let go, a detached session keeps capturing', async () => {
+    const c = cluster();
+    const n1 = c.node('n1');
+    const dev = await n1.connect('dev', { cleanStart: false, expiryInterval: 300 });
+    const det = await n1.connect('det', { cleanStart: false, expiryInterval: 300 });
+    await n1.subscribe(det.session, 'cmd/det');
+    await n1.registry.close(det.channel, det.session, { publishWill: false });
+    for (const id of ['dev', 'det']) await c.ownership.release(id, (await c.ownership.owner(id))!.epoch);
+    expect(await n1.registry.reconcileOwnership()).toEqual({ closed: 1, dropped: 0 });
+    expect(dev.channel.takenOver).toBe(true);
+    expect(n1.registry.detachedCount).toBe(1);
+    await n1.bus.publish(message('cmd/det'));
+    await n1.registry.idle();
+    await settle();
+    expect((await c.offlineQueue.read('det', 10)).map((q) => q.message.topic)).toEqual(['cmd/det']);
+  });
+
   it('reconciling keeps what it cannot check: with the ownership store unreachable, nothing is let go', async () => {
     const c = cluster();
     const n1 = c.node('n1');
