@@ -19,6 +19,8 @@ export default defineConfig({
       '@fleetmq/auth': pkg('./libs/auth/src/index.ts'),
       '@fleetmq/transport': pkg('./libs/transport/src/index.ts'),
       '@fleetmq/testkit': pkg('./libs/testkit/src/index.ts'),
+      '@fleetmq/bridge/topic-rules': pkg('./libs/bridge/src/topic-rules.ts'),
+      '@fleetmq/bridge/bridge-metrics': pkg('./libs/bridge/src/bridge-metrics.ts'),
       '@fleetmq/bridge': pkg('./libs/bridge/src/index.ts'),
       '@fleetmq/edge': pkg('./services/edge/src/index.ts'),
     },

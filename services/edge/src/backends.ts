@@ -31,10 +31,19 @@ type DynamoConfig = NonNullable<EdgeConfig['dynamodb']>;
 // The adapters of the backends are loaded when the config names their backend: a node alone
 // (the embedded default) never loads the AWS SDK, ioredis or nats.js, which would cost it
 // about 10 MB of heap, 20 MB of RSS and a fifth of a second at start.
-const dynamoAdapter = (): Promise<typeof import('@fleetmq/adapter-dynamo')> => import('@fleetmq/adapter-dynamo');
-const natsAdapter = (): Promise<typeof import('@fleetmq/adapter-nats')> => import('@fleetmq/adapter-nats');
-const redisAdapter = (): Promise<typeof import('@fleetmq/adapter-redis')> => import('@fleetmq/adapter-redis');
+const dynamoAdapter = (): Promise<typeof import('@fleetmq/adapter-dynamo')> => loaded('dynamodb', import('@fleetmq/adapter-dynamo'));
+const natsAdapter = (): Promise<typeof import('@fleetmq/adapter-nats')> => loaded('cluster.nats', import('@fleetmq/adapter-nats'));
+const redisAdapter = (): Promise<typeof import('@fleetmq/adapter-redis')> => loaded('cluster.redis', import('@fleetmq/adapter-redis'));
 export { redisAdapter };
+
+/** An adapter that does not load is an installation problem: said with the key that asked for it. */
+async function loaded<T>(key: string, adapter: Promise<T>): Promise<T> {
+  try {
+    return await adapter;
+  } catch (err) {
+    throw new Error(`${key} is configured but its adapter cannot be loaded (${(err as Error).message}): reinstall the dependencies (npm ci)`, { cause: err });
+  }
+}
 
 /** The DynamoDB tables FleetMQ uses, named with the configured prefix. */
 export function dynamoTables(dynamodb: DynamoConfig): { retained: TableDefinition; sessions: TableDefinition; offlineQueue: TableDefinition } {

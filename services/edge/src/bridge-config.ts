@@ -1,5 +1,6 @@
 import * as z from 'zod';
-import { checkTopicRule, parseTopicRule, TopicRuleError, type BridgeOptions, type TopicRule } from '@fleetmq/bridge';
+import type { BridgeOptions } from '@fleetmq/bridge';
+import { checkTopicRule, parseTopicRule, TopicRuleError, type TopicRule } from '@fleetmq/bridge/topic-rules';
 
 /** `host`, `host:port`, `[v6]:port`; the port defaults to 1883 as in Mosquitto. */
 export function parseBridgeAddress(text: string): { host: string; port: number } | undefined {

@@ -2,7 +2,8 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'pr
 import { ReasonCode, reasonName, type Backend } from '@fleetmq/protocol';
 import type { Broker, BrokerPorts } from '@fleetmq/broker';
 import type { Listener } from '@fleetmq/transport';
-import { bridgeMetricSamples, type BridgeStats } from '@fleetmq/bridge';
+import type { BridgeStats } from '@fleetmq/bridge';
+import { bridgeMetricSamples } from '@fleetmq/bridge/bridge-metrics';
 import { LATENCY_BUCKETS, type BackendTimings } from './backend-timings.js';
 
 /** Which backend serves each port (absent: the in-process adapter, which has no metrics). */
