@@ -245,7 +245,9 @@ export function encodeConnack3(packet: Packet, version: ProtocolVersion): Buffer
   const buf = Buffer.allocUnsafe(4);
   buf[0] = 0x20;
   buf[1] = 2;
-  buf[2] = packet.sessionPresent && version === 4 ? 1 : 0; // MQTT 3.1 has no Session Present: the byte is reserved
+  // MQTT 3.1 reserves this byte; as mqtt-packet does, the flag is sent to 3.1 clients
+  // too (paho and mqtt.js read it, and our persistent-session tests for 3.1 rely on it)
+  buf[2] = packet.sessionPresent ? 1 : 0;
   buf[3] = packet.returnCode;
   return buf;
 }
