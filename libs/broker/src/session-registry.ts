@@ -693,7 +693,9 @@ export class SessionRegistry {
       for (const { message } of batch) session.enqueueStored(message);
       after = batch[batch.length - 1]!.seq;
     }
-    if (!keep) await offlineQueue.clear(session.clientId);
+    // what was read, not the whole queue: a copy still capturing elsewhere (a draining node
+    // that answered a late takeover with no snapshot) may append between the read and this
+    if (!keep && after !== undefined) await offlineQueue.remove(session.clientId, after);
   }
 
   /**

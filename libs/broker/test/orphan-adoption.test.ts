@@ -366,6 +366,35 @@ describe('adopting the sessions of a dead node', () => {
     expect((await c.offlineQueue.read('det', 10)).map((q) => q.message.topic)).toEqual(['cmd/det']);
   });
 
+  it('a session resuming from the stores removes what it read of the offline queue, not what a copy elsewhere appended meanwhile', async () => {
+    const c = cluster();
+    const n1 = c.node('n1');
+    const det = await n1.connect('det', { cleanStart: false, expiryInterval: 300 });
+    await n1.subscribe(det.session, 'cmd/det');
+    await n1.registry.close(det.channel, det.session, { publishWill: false });
+    const first = message('cmd/det');
+    const late = message('cmd/det');
+    await n1.bus.publish(first);
+    await n1.registry.idle();
+    await settle();
+    // another node resumes it from the stores while a copy still captures: the copy's append
+    // lands after the new owner's last read
+    const read = c.offlineQueue.read.bind(c.offlineQueue);
+    let appended = false;
+    c.offlineQueue.read = async (clientId, limit, after) => {
+      const batch = await read(clientId, limit, after);
+      if (batch.length === 0 && !appended) {
+        appended = true;
+        await c.offlineQueue.append('det', [late]);
+      }
+      return batch;
+    };
+    const n2 = c.node('n2');
+    const back = await n2.connect('det', { cleanStart: false, expiryInterval: 300 });
+    expect(back.channel.got.map((m) => m.id)).toEqual([first.id]);
+    expect((await c.offlineQueue.read('det', 10)).map((q) => q.message.id)).toEqual([late.id]);
+  });
+
   it('reconciling keeps what it cannot check: with the ownership store unreachable, nothing is let go', async () => {
     const c = cluster();
     const n1 = c.node('n1');
