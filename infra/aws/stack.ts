@@ -130,10 +130,10 @@ export class FleetmqAwsStack extends Stack {
     const raw: Record<string, unknown> = {
       auth: { passwordFile: '/tmp/passwd', ...(extra.auth as Record<string, unknown> | undefined) },
       ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'auth')),
-      // the NLB terminates TLS and forwards plain MQTT to these, with a PROXY v2 header on 1883
+      // the NLB terminates TLS and forwards plain MQTT and WebSocket to these, with a PROXY v2 header
       listeners: [
         { type: 'tcp', name: 'mqtt', host: '0.0.0.0', port: MQTT_PORTS.tcp, proxyProtocol: true },
-        { type: 'ws', name: 'mqtt-ws', host: '0.0.0.0', port: MQTT_PORTS.ws, path: '/mqtt' },
+        { type: 'ws', name: 'mqtt-ws', host: '0.0.0.0', port: MQTT_PORTS.ws, path: '/mqtt', proxyProtocol: true },
       ],
       cluster: { nats: { servers: [`nats://${natsHost}:${NATS_PORTS.client}`] } },
       dynamodb: { tablePrefix: props.tablePrefix ?? 'fleetmq-' },
@@ -259,13 +259,13 @@ export class FleetmqAwsStack extends Stack {
       deregistrationDelay,
       healthCheck,
     });
-    // the edge's WebSocket listener takes no PROXY header: clients behind 443 show the NLB's address
+    // WebSocket clients behind 443 keep their own address too (the ws listener reads the header)
     const wsTargets = new elbv2.NetworkTargetGroup(this, 'WsTargets', {
       vpc,
       port: MQTT_PORTS.ws,
       protocol: elbv2.Protocol.TCP,
       targetType: elbv2.TargetType.IP,
-      proxyProtocolV2: false,
+      proxyProtocolV2: true,
       preserveClientIp: false,
       connectionTermination: false,
       deregistrationDelay,

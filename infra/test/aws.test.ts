@@ -38,8 +38,8 @@ describe('AWS stack: load balancer', () => {
     const mqtt = groups.find((g) => g.Properties.Port === 1883)!;
     const ws = groups.find((g) => g.Properties.Port === 8083)!;
     expect(attrs(mqtt)['proxy_protocol_v2.enabled']).toBe('true');
-    // the edge's WebSocket listener takes no PROXY header
-    expect(attrs(ws)['proxy_protocol_v2.enabled']).toBe('false');
+    // the edge's WebSocket listener reads it too (TLS ends at the NLB)
+    expect(attrs(ws)['proxy_protocol_v2.enabled']).toBe('true');
     for (const g of [mqtt, ws]) {
       expect(g.Properties).toMatchObject({ Protocol: 'TCP', TargetType: 'ip', HealthCheckProtocol: 'HTTP', HealthCheckPort: '8081', HealthCheckPath: '/readyz' });
       const a = attrs(g);
@@ -76,7 +76,7 @@ describe('AWS stack: edge service', () => {
     const config = parseConfig({ ...raw, cluster: { ...(raw.cluster as object), redis: { url: 'rediss://redis.example:6379' } } });
     expect(config.listeners.map((l) => [l.type, l.port, l.proxyProtocol])).toEqual([
       ['tcp', 1883, true],
-      ['ws', 8083, false],
+      ['ws', 8083, true],
     ]);
     expect(config.cluster.nats!.servers).toEqual(['nats://nats.fleetmq.internal:4222']);
     expect(config.ops).toMatchObject({ host: '0.0.0.0', port: 8081 });

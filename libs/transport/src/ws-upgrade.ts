@@ -64,11 +64,19 @@ export function serveMqttUpgrades(
   return wss;
 }
 
-/** Stops accepting; after a grace period ends the WebSockets and connections still open. */
-export async function closeHttpServer(server: http.Server | https.Server | undefined, wss: WebSocketServer | undefined): Promise<void> {
-  if (server === undefined || !server.listening) return;
+/**
+ * Stops accepting; after a grace period ends the WebSockets and connections still open.
+ * `front`: the TCP server that accepts for `server` (PROXY protocol), which then listens nowhere.
+ */
+export async function closeHttpServer(
+  server: http.Server | https.Server | undefined,
+  wss: WebSocketServer | undefined,
+  front?: net.Server,
+): Promise<void> {
+  const accepting = front ?? server;
+  if (server === undefined || accepting === undefined || !accepting.listening) return;
   await new Promise<void>((resolve) => {
-    server.close(() => resolve());
+    accepting.close(() => resolve());
     setTimeout(() => {
       for (const client of wss?.clients ?? []) client.terminate();
       server.closeAllConnections();

@@ -3,9 +3,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLog, type Broker, type ConnectionInfo } from '@fleetmq/broker';
-import { RawMqttClient, connectBytes } from '@fleetmq/testkit';
+import { RawMqttClient, connectBytes, waitFor } from '@fleetmq/testkit';
 import { Connection } from '../src/connection.js';
 import { TcpListener } from '../src/tcp-listener.js';
+import { WsListener } from '../src/ws-listener.js';
+import WebSocket from 'ws';
+import mqttPacket, { type Packet } from 'mqtt-packet';
 import { v1Header, v2Header } from './proxy-support.js';
 import { defaultConnectionOptions, makeBroker, sleep } from './support.js';
 import { makePki, mqttOverTls, recordingLog, startTlsServer, type TestPki, type TlsMqttServer } from './tls-support.js';
@@ -121,6 +124,58 @@ describe('TcpListener with proxyProtocol', () => {
       expect(log.entries.map((e) => e.fields.reason)).toEqual(['no PROXY header in time']);
     });
   }
+});
+
+describe('WsListener with proxyProtocol (TLS ended at the load balancer, plain WebSocket behind it)', () => {
+  async function start(): Promise<{ port: number; listener: WsListener; accepted: ConnectionInfo[] }> {
+    const broker = makeBroker();
+    const accepted: ConnectionInfo[] = [];
+    const listener = new WsListener({ name: 'ws-behind-nlb', host: '127.0.0.1', port: 0, path: '/mqtt', maxPayload: 1 << 20, proxyProtocol: true, proxyHeaderTimeout: HEADER_TIMEOUT }, recordingLog());
+    await listener.listen((stream, info) => {
+      accepted.push(info);
+      new Connection(stream, info, broker, defaultConnectionOptions, silentLog);
+    });
+    closers.push(() => listener.close(), () => broker.shutdown(0x8b));
+    return { port: listener.address().port, listener, accepted };
+  }
+
+  /** A WebSocket whose TCP connection starts with `header` (as the load balancer's would). */
+  function open(port: number, header: Buffer | undefined): Promise<{ ws: WebSocket; packets: Packet[] } | { error: string }> {
+    return new Promise((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/mqtt`, ['mqtt'], {
+        createConnection: () => {
+          const socket = net.connect(port, '127.0.0.1');
+          if (header !== undefined) socket.write(header);
+          return socket;
+        },
+      });
+      closers.push(() => ws.terminate());
+      const packets: Packet[] = [];
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      parser.on('packet', (p: Packet) => packets.push(p));
+      ws.on('message', (data: Buffer) => parser.parse(data));
+      ws.once('open', () => resolve({ ws, packets }));
+      ws.once('error', (err) => resolve({ error: err.message }));
+    });
+  }
+
+  it('takes the client address from a v2 header before the HTTP upgrade; MQTT flows as without it', async () => {
+    const { port, accepted } = await start();
+    const opened = await open(port, v2Header({ family: 'tcp4', source: ['198.51.100.23', 40001], destination: ['10.0.0.5', 8083] }));
+    if ('error' in opened) throw new Error(opened.error);
+    opened.ws.send(connectBytes(4, { clientId: 'ws-v2' }));
+    await waitFor(() => opened.packets.length > 0, 'the CONNACK');
+    expect(opened.packets.map((p) => p.cmd)).toEqual(['connack']);
+    expect(accepted).toEqual([{ transport: 'ws', listener: 'ws-behind-nlb', remoteAddress: '198.51.100.23', remotePort: 40001, proxied: true }]);
+  });
+
+  it('closes a connection whose HTTP request comes without a header, and counts it', async () => {
+    const { port, listener, accepted } = await start();
+    const opened = await open(port, undefined);
+    expect(opened).toHaveProperty('error');
+    expect(listener.proxyHeaderRejections).toBe(1);
+    expect(accepted).toEqual([]);
+  });
 });
 
 describe('TlsListener with proxyProtocol', () => {

@@ -71,8 +71,10 @@ const listenerSchema = z
     if (!secure && l.tls !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['tls'], message: `a ${l.type} listener does not take tls settings` });
     }
-    if (l.proxyProtocol && (l.type === 'ws' || l.type === 'wss')) {
-      ctx.addIssue({ code: 'custom', path: ['proxyProtocol'], message: 'PROXY protocol is for tcp and tls listeners' });
+    if (l.proxyProtocol && l.type === 'wss') {
+      // the header would have to come before the TLS handshake of an HTTPS server: terminate
+      // TLS at the load balancer and forward to a ws listener instead
+      ctx.addIssue({ code: 'custom', path: ['proxyProtocol'], message: 'PROXY protocol is for tcp, tls and ws listeners' });
     }
   });
 
@@ -352,7 +354,7 @@ const HINTS: Record<string, string> = {
   'listeners.tls.minVersion': `use one of ${TLS_VERSIONS.join(', ')}`,
   'listeners.tls.maxVersion': `use one of ${TLS_VERSIONS.join(', ')}`,
   'listeners.tls.clientCertificate': 'use none, optional or required',
-  'listeners.proxyProtocol': 'remove it from ws and wss listeners',
+  'listeners.proxyProtocol': 'remove it from wss listeners (terminate TLS at the load balancer and forward to a ws listener with proxyProtocol)',
   'log.level': `use one of ${LOG_LEVELS.join(', ')}`,
   'mqtt.queueDropPolicy': 'use drop-oldest or drop-newest',
   'mqtt.maximumQoS': 'use 0, 1 or 2',

@@ -94,7 +94,7 @@ function makeListener(spec: EdgeConfig['listeners'][number], maxPacketSize: numb
     case 'tcp':
       return new TcpListener({ ...base, proxyProtocol: spec.proxyProtocol }, listenerLog);
     case 'ws':
-      return new WsListener({ ...base, path: spec.path, maxPayload: maxPacketSize });
+      return new WsListener({ ...base, path: spec.path, maxPayload: maxPacketSize, proxyProtocol: spec.proxyProtocol }, listenerLog);
     case 'tls':
       return new TlsListener({ ...base, ...tlsOptions(spec), proxyProtocol: spec.proxyProtocol }, listenerLog);
     case 'wss':

@@ -111,9 +111,12 @@ describe('parseConfig errors name the key, the value and the fix', () => {
     expect(err.message).toContain('a wss listener needs tls.certFile and tls.keyFile');
   });
 
-  it('tls settings on a plain listener, and PROXY protocol on WebSocket, are refused', () => {
+  it('tls settings on a plain listener, and PROXY protocol on secure WebSocket, are refused; PROXY protocol on plain WebSocket is taken', () => {
     expect(errorOf(() => parseConfig({ listeners: [{ type: 'tcp', port: 1, tls: { certFile: 'c', keyFile: 'k' } }] })).key).toBe('listeners[0].tls');
-    expect(errorOf(() => parseConfig({ listeners: [{ type: 'ws', port: 1, proxyProtocol: true }] })).key).toBe('listeners[0].proxyProtocol');
+    const wss = errorOf(() => parseConfig({ listeners: [{ type: 'wss', port: 1, proxyProtocol: true, tls: { certFile: 'c', keyFile: 'k' } }] }));
+    expect(wss.key).toBe('listeners[0].proxyProtocol');
+    expect(wss.message).toContain('forward to a ws listener with proxyProtocol');
+    expect(parseConfig({ listeners: [{ type: 'ws', port: 1, proxyProtocol: true }] }).listeners[0]).toMatchObject({ type: 'ws', proxyProtocol: true });
   });
 
   it('other brokers\' names for TLS get the right type as the fix', () => {
