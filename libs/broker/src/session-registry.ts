@@ -1123,7 +1123,8 @@ export class SessionRegistry {
       const reply = await this.deps.link!.request(nodeId, { type: 'takeover-end', clientId, epoch }, this.deps.takeoverTimeoutMs ?? 2000);
       return reply.type === 'buffer' ? reply.deliveries : [];
     } catch (err) {
-      // its buffer goes to the offline queue when it gives up waiting; restoreQueued reads it
+      // the old owner gives up on this node in time and hands its buffer to whichever node owns
+      // the client then (deliver), or to the offline queue when none takes it
       this.deps.log.warn({ clientId, nodeId, err: (err as Error).message }, 'takeover_end_unanswered');
       return [];
     }

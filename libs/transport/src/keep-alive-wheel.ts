@@ -86,6 +86,7 @@ export class KeepAliveWheel {
       const due = [...slot];
       slot.clear();
       for (const c of due) {
+        if (c.keepAliveSlot !== slot) continue; // unwatched or moved by another's expiry meanwhile
         const deadline = c.keepAliveDeadline();
         if (deadline <= now && stalled) {
           this.place(c, now + 2 * TICK_MS);
